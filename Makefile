@@ -1,0 +1,32 @@
+# deeprob: `make install`, then `make test`; see README.md.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: install test test-all train tensorboard bench clean
+
+install:  ## virtual environment + dependencies + the `deeprob` command (editable)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@echo "installed: activate with '. $(VENV)/bin/activate', then run 'deeprob --help'"
+
+test:  ## the default (fast) test suite
+	$(BIN)/python -m pytest -q
+
+test-all:  ## every test, slow ones included
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+train:  ## make train ARGS="activation=gelu trainer.epochs=2"
+	$(BIN)/deeprob train $(ARGS)
+
+tensorboard:
+	$(BIN)/tensorboard --logdir runs
+
+bench:  ## training and data-pipeline throughput on this machine
+	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+clean:  ## remove run outputs and build debris (keeps the venv)
+	find runs -mindepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf build dist *.egg-info .pytest_cache

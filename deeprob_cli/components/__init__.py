@@ -1,0 +1,1 @@
+"""One module per config group: the code behind conf/<group>/<option>.yaml."""

@@ -1,0 +1,35 @@
+"""Learning-rate schedules (conf/schedule/), stepped once per optimizer step.
+
+Try: deeprob train dataset=synthetic schedule=onecycle
+"""
+import math
+
+from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
+
+
+def _warmup_then(decay, total_steps: int, warmup: float):
+    warm = int(warmup * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return decay((step - warm) / max(1, total_steps - warm))
+
+    return factor
+
+
+def constant(optimizer, total_steps: int, warmup: float = 0.0):
+    """Constant learning rate after a linear warmup."""
+    return LambdaLR(optimizer, _warmup_then(lambda t: 1.0, total_steps, warmup))
+
+
+def cosine(optimizer, total_steps: int, warmup: float = 0.0):
+    """Linear warmup, then cosine decay to zero: lr·½(1+cos(πt))."""
+    return LambdaLR(optimizer, _warmup_then(lambda t: 0.5 * (1 + math.cos(math.pi * min(t, 1.0))), total_steps, warmup))
+
+
+def onecycle(optimizer, total_steps: int, warmup: float = 0.25, div: float = 25.0, final_div: float = 1e4):
+    """torch's OneCycleLR peaking at the optimizer's lr."""
+    peak = [group["lr"] for group in optimizer.param_groups]
+    return OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=warmup,
+                      div_factor=div, final_div_factor=final_div, cycle_momentum=False)

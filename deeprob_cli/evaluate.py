@@ -1,0 +1,95 @@
+"""`deeprob eval RUN_DIR [split=val|test] [dataset.root=PATH]`: score a finished run's checkpoint.
+
+Loads RUN_DIR/checkpoints/last.pt (weights_only), rebuilds the model from the stored config, applies the
+stored preprocessing, evaluates the chosen split, prints accuracy and loss, writes RUN_DIR/eval.json.
+"""
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from . import UserError
+from .checkpoint import load_checkpoint
+from .config import build
+from .data import load_data
+
+USAGE = "usage: deeprob eval RUN_DIR [split=val|test] [dataset.root=PATH] [trainer.device=cpu|cuda]"
+OPTIONS = {"split", "dataset.root", "trainer.device", "trainer.eval_batch_size"}
+
+
+@torch.no_grad()
+def evaluate(model, split, preprocess, device, batch_size: int = 1000):
+    """Mean cross-entropy and accuracy of model on split (uint8 images gathered batch by batch)."""
+    model.eval()
+    loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+    for start in range(0, len(split), batch_size):
+        x = split.images[start:start + batch_size].to(device, non_blocking=True).float().div_(255)
+        y = split.labels[start:start + batch_size].to(device, non_blocking=True)
+        logits = model(preprocess(x)).float()
+        loss += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    n = len(split)
+    return loss.item() / n, correct.item() / n
+
+
+def restore(state: dict, cfg, device):
+    """Rebuild the run's model and preprocessing from a checkpoint's stored state."""
+    activation = build(cfg.activation, "activation")
+    model = build(cfg.model, "model", in_shape=tuple(state["input_shape"]), num_classes=len(state["classes"]),
+                  activation=activation)
+    model.load_state_dict(state["model"])
+    preprocess = build(cfg.preprocess, "preprocess")
+    preprocess.load_state_dict(state["preprocess"])
+    return model.to(device), preprocess.to(device)
+
+
+def run_eval(args) -> dict:
+    if not args or args[0].startswith("-") or "=" in args[0]:
+        raise UserError(f"eval: the first argument must be a run folder; {USAGE}")
+    run_dir, overrides = Path(args[0]), OmegaConf.from_dotlist(args[1:])
+    unknown = {k for k in _keys(overrides)} - OPTIONS
+    if unknown:
+        raise UserError(f"eval: unknown option {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(OPTIONS))}")
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    cfg = OmegaConf.create(state["config"])
+    if "dataset" in overrides and "root" in overrides.dataset:
+        cfg.dataset.root = overrides.dataset.root
+    device_name = OmegaConf.select(overrides, "trainer.device", default="cpu" if not torch.cuda.is_available() else "cuda")
+    device = torch.device("cuda" if device_name == "auto" and torch.cuda.is_available() else
+                          "cpu" if device_name == "auto" else device_name)
+    data = load_data(cfg.dataset)
+    if data.classes != list(state["classes"]):
+        raise UserError(f"dataset.root: classes {data.classes} differ from the run's {list(state['classes'])}")
+    split_name = overrides.get("split", "val" if data.val is not None else "test")
+    split = {"val": data.val, "test": data.test}.get(split_name, "unknown")
+    if split == "unknown":
+        raise UserError(f"split: {split_name!r} is not one of val, test")
+    if split is None:
+        raise UserError(f"split: this dataset has no {split_name} split"
+                        + ("; try split=val" if split_name == "test" else "; try split=test"))
+    model, preprocess = restore(state, cfg, device)
+    batch = OmegaConf.select(overrides, "trainer.eval_batch_size", default=cfg.trainer.eval_batch_size)
+    loss, acc = evaluate(model, split, preprocess, device, batch)
+    result = {"split": split_name, "accuracy": acc, "loss": loss, "n": len(split)}
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{split_name}: accuracy {acc:.4f}  loss {loss:.4f}  ({len(split)} images)")
+    return result
+
+
+def _keys(node, prefix=""):
+    for key, value in node.items():
+        if OmegaConf.is_dict(value):
+            yield from _keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def main(args=None):
+    try:
+        run_eval(sys.argv[1:] if args is None else args)
+    except UserError as e:
+        print(f"deeprob eval: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,108 @@
+"""Models (conf/model/): mlp, convnet, resnet. Try: deeprob train dataset=synthetic model=resnet
+
+Every model takes `activation`, a factory that returns a fresh activation module per layer (the chosen
+conf/activation/ option), never a hard-coded class. An activation may set `in_factor` (e.g. a gated unit
+that halves its input) and the layer before it then produces that many times the width.
+"""
+from collections import OrderedDict
+
+from torch import nn
+
+
+def in_factor(activation) -> int:
+    """How many times wider than its output the activation's input must be (2 for a gated unit)."""
+    return getattr(activation(), "in_factor", 1)
+
+
+def _norm(kind: str, channels: int, dims: int):
+    if kind == "batch":
+        return nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"model.norm: {kind!r} is not one of batch, none")
+
+
+class MLP(nn.Sequential):
+    """Flatten, then `depth` hidden layers of Linear → norm → activation, then a linear classifier."""
+
+    def __init__(self, in_shape, num_classes, activation, depth=3, width=512, norm="none"):
+        k = in_factor(activation)
+        layers = OrderedDict(flatten=nn.Flatten())
+        features = in_shape[0] * in_shape[1] * in_shape[2]
+        for i in range(1, depth + 1):
+            layers[f"fc{i}"] = nn.Linear(features, width * k, bias=norm == "none")
+            layers[f"norm{i}"] = _norm(norm, width * k, 1)
+            layers[f"act{i}"] = activation()
+            features = width
+        layers["head"] = nn.Linear(features, num_classes)
+        super().__init__(layers)
+
+
+class ConvNet(nn.Sequential):
+    """VGG-style stages of (conv3×3 → norm → activation) × convs_per_stage then 2×2 max-pool; global pool; linear."""
+
+    def __init__(self, in_shape, num_classes, activation, widths=(32, 64, 128), convs_per_stage=2, norm="batch"):
+        k = in_factor(activation)
+        layers = OrderedDict()
+        channels, size = in_shape[0], min(in_shape[1], in_shape[2])
+        for s, width in enumerate(widths, start=1):
+            for c in range(1, convs_per_stage + 1):
+                layers[f"conv{s}_{c}"] = nn.Conv2d(channels, width * k, 3, padding=1, bias=norm == "none")
+                layers[f"norm{s}_{c}"] = _norm(norm, width * k, 2)
+                layers[f"act{s}_{c}"] = activation()
+                channels = width
+            if size >= 2:  # small images: stop pooling at 1×1
+                layers[f"pool{s}"] = nn.MaxPool2d(2)
+                size //= 2
+        layers["gap"] = nn.AdaptiveAvgPool2d(1)
+        layers["flatten"] = nn.Flatten()
+        layers["head"] = nn.Linear(channels, num_classes)
+        super().__init__(layers)
+
+
+class BasicBlock(nn.Module):
+    """out = act(F(x) + shortcut(x)), F = conv → norm → act → conv → norm (He et al. 2016)."""
+
+    def __init__(self, c_in, c_out, stride, activation, norm):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=norm == "none")
+        self.norm1 = _norm(norm, c_out, 2)
+        self.act1 = activation()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=norm == "none")
+        self.norm2 = _norm(norm, c_out, 2)
+        self.act2 = activation()
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), _norm(norm, c_out, 2))
+
+    def residual(self, x):
+        """The residual branch F(x)."""
+        return self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
+
+    def forward(self, x):
+        return self.act2(self.residual(x) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """CIFAR ResNet: a 3×3 stem, three stages of (depth−2)/6 basic blocks at width, 2·width, 4·width; linear."""
+
+    def __init__(self, in_shape, num_classes, activation, depth=20, width=16, norm="batch"):
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"model.depth: {depth} is not of the form 6n+2 with n ≥ 1 (8, 14, 20, 32, 44, 56, ...)")
+        if in_factor(activation) != 1:
+            raise ValueError("model=resnet: a gated activation cannot feed a residual sum of equal widths; "
+                             "use model=mlp or model=convnet with it")
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(nn.Conv2d(in_shape[0], width, 3, 1, 1, bias=norm == "none"),
+                                  _norm(norm, width, 2), activation())
+        blocks, c_in = [], width
+        for stage, c_out in enumerate((width, 2 * width, 4 * width)):
+            for i in range(n):
+                blocks.append(BasicBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1, activation, norm))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
