@@ -40,7 +40,7 @@ def main(cfg: DictConfig):
     out = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        return train(cfg, out, choices=dict(hydra_cfg.runtime.choices), sweep=sweep)
+        return train(cfg, out, choices=group_choices(cfg, hydra_cfg.runtime.choices), sweep=sweep)
     except UserError as e:
         print(f"deeprob train: error: {e}", file=sys.stderr)
         if not sweep:
@@ -82,7 +82,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     schedule = build(cfg.schedule, "schedule", optimizer=optimizer, total_steps=total_steps)
 
     monitor = Monitor(out, model, activation, cfg.log.hist_every)
-    monitor.hparams({**{f"choice/{k}": v for k, v in choices.items() if not k.startswith("hydra")},
+    monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
                      "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
                      "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
     order = torch.Generator().manual_seed(cfg.trainer.seed)  # data order
@@ -150,11 +150,19 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
         "seconds": time.perf_counter() - started, "train_seconds": train_seconds,
         "images_per_second": step * batch_size / train_seconds, "device": str(device), "params": params,
         "seed": cfg.trainer.seed, "deeprob": __version__, "torch": torch.__version__,
-        "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")},
+        "choices": choices,
     }
     write_json(out / "summary.json", summary)
     log.info("done: val_acc %s, %.0f images/s, summary in %s", summary["val_acc"], summary["images_per_second"], out)
     return summary["val_acc"] if summary["val_acc"] is not None else summary["train_acc"]
+
+
+def group_choices(cfg: DictConfig, runtime_choices) -> dict:
+    """The option chosen in every config group; multi-select groups as a list of names."""
+    choices = {k: v for k, v in runtime_choices.items() if not k.startswith("hydra") and "/" not in k}
+    for group in ("augment", "regularizer"):
+        choices[group] = list(selected(cfg, group))
+    return choices
 
 
 def pick_device(name: str) -> torch.device:
