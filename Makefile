@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: install test test-all train tensorboard bench clean
+.PHONY: install test test-all train tensorboard bench readme clean
 
 install:  ## virtual environment + dependencies + the `deeprob` command (editable)
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,6 @@ bench:  ## training and data-pipeline throughput on this machine
 clean:  ## remove run outputs and build debris (keeps the venv)
 	find runs -mindepth 1 ! -name README.md -exec rm -rf {} +
 	rm -rf build dist *.egg-info .pytest_cache
+
+readme:  ## regenerate README's table of config groups from conf/
+	$(BIN)/python -m deeprob_cli.docs

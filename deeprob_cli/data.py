@@ -78,7 +78,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar")}
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}  # protocol-2 bytes
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
@@ -216,7 +216,7 @@ def _cached_split(folder: Path):
 
 def read_image_folder(cfg):
     """root/train/<class>/*.png|jpg|jpeg|bmp, and root/test/<class>/... if present."""
-    if cfg.root is None or str(cfg.root) == "???":
+    if cfg.root is None:
         raise UserError("dataset.root: not set; dataset=image_folder needs dataset.root=PATH "
                         "(a folder holding train/<class>/ images)")
     root = Path(cfg.root).expanduser()

@@ -133,7 +133,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
         if data.val is not None:
             metrics["val/loss"], metrics["val/acc"] = evaluate(model, data.val, preprocess, device,
                                                                cfg.trainer.eval_batch_size)
-        monitor.scalars(metrics, step)
+        monitor.scalars({k: v for k, v in metrics.items() if k != "train/loss"}, step)  # per-step losses are logged
         log.info("epoch %d/%d  %s  (%.1f s)", epoch, cfg.trainer.epochs,
                  "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), time.perf_counter() - epoch_start)
         save_checkpoint(out / "checkpoints" / "last.pt", {

@@ -1,0 +1,111 @@
+"""End to end through the real `deeprob` CLI on synthetic data: run folder, summary, TensorBoard, sweeps, errors."""
+import json
+
+import pytest
+
+from conftest import FAST, read_events, run_cli, run_dirs, summary
+
+
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("cli")
+    run_cli("train", *FAST, "trainer.epochs=2", cwd=cwd, env={"DEEPROB_CACHE": str(cwd / "cache")})
+    (run,) = run_dirs(cwd / "runs")
+    return run
+
+
+def test_run_folder_holds_config_checkpoint_summary_and_events(one_run):
+    assert (one_run / ".hydra" / "config.yaml").is_file()
+    assert (one_run / "checkpoints" / "last.pt").is_file()
+    assert list(one_run.glob("events.out.tfevents.*"))
+    assert one_run.parent.parent.name == "runs"  # runs/<date>/<time>
+
+
+def test_summary_reports_a_completed_learning_run(one_run):
+    s = summary(one_run)
+    for key in ("status", "epochs_completed", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc",
+                "seconds", "images_per_second", "device", "params", "choices"):
+        assert key in s, key
+    assert s["status"] == "completed" and s["epochs_completed"] == 2 and s["device"] == "cpu"
+    assert s["val_acc"] > 0.5  # 4 learnable classes: chance is 0.25
+    assert s["images_per_second"] > 0 and s["params"] > 1000
+    assert s["choices"]["activation"] == "relu" and s["choices"]["augment"] == ["flip", "crop"]
+    assert s["choices"]["regularizer"] == ["l2"]
+
+
+def test_event_file_has_scalars_and_one_histogram_per_activation_layer(one_run):
+    scalars, histograms = read_events(one_run)
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr"):
+        assert tag in scalars, tag
+    steps = summary(one_run)["steps"]
+    assert [s for s, _ in scalars["train/loss"]] == list(range(steps))  # one point per step, none twice
+    assert len(scalars["val/acc"]) == 2  # one per epoch
+    assert scalars["val/acc"][-1][1] == pytest.approx(summary(one_run)["val_acc"])
+    # convnet widths [8,16] × 2 convs per stage = 4 activation layers
+    assert {t for t in histograms if t.startswith("activation/")} == {
+        "activation/act1_1", "activation/act1_2", "activation/act2_1", "activation/act2_2"}
+    assert "weight/conv1_1.weight" in histograms and "grad/conv1_1.weight" in histograms
+
+
+def test_hparams_are_written_for_the_hparams_tab(one_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(one_run))
+    acc.Reload()
+    plugin = acc.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in plugin and "_hparams_/session_start_info" in plugin
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    start = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/session_start_info"])
+    hp = start.session_start_info.hparams
+    assert hp["activation"].string_value == "relu" and hp["optim.lr"].number_value == pytest.approx(0.05)
+
+
+def test_same_seed_same_metrics(tmp_path, one_run):
+    run_cli("train", *FAST, "trainer.epochs=2", cwd=tmp_path)
+    (again,) = run_dirs(tmp_path / "runs")
+    a, b = summary(one_run), summary(again)
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc"):
+        assert a[key] == b[key], key
+
+
+def test_multirun_gives_one_folder_and_summary_per_job(tmp_path):
+    run_cli("train", "-m", "activation=relu,tanh", *FAST, cwd=tmp_path)
+    runs = run_dirs(tmp_path / "runs" / "multirun")
+    assert [r.name for r in runs] == ["0", "1"]
+    assert [summary(r)["choices"]["activation"] for r in runs] == ["relu", "tanh"]
+    assert all(summary(r)["status"] == "completed" for r in runs)
+
+
+def test_list_sweep_over_a_multi_select_group(tmp_path):
+    run_cli("train", "-m", "augment=[flip],[flip,crop]", "regularizer=none", *FAST, cwd=tmp_path)
+    runs = run_dirs(tmp_path / "runs" / "multirun")
+    assert [summary(r)["choices"]["augment"] for r in runs] == [["flip"], ["flip", "crop"]]
+    assert [summary(r)["choices"]["regularizer"] for r in runs] == [[], []]
+
+
+def test_cfg_job_prints_the_composed_config_without_training(tmp_path):
+    out = run_cli("train", "activation=gelu", "augment=flip", "--cfg", "job", cwd=tmp_path).stdout
+    assert "torch.nn.GELU" in out and "augment:\n  flip:" in out and "crop" not in out.split("regularizer:")[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_lists_every_group_and_its_options(tmp_path):
+    from conftest import REPO
+
+    out = run_cli("train", "--help", cwd=tmp_path).stdout
+    for group in sorted(p for p in (REPO / "conf").iterdir() if p.is_dir()):
+        options = ", ".join(sorted(f.stem for f in group.glob("*.yaml")))
+        assert f"{group.name}: {options}" in out
+
+
+def test_top_level_help_lists_subcommands(tmp_path):
+    out = run_cli("--help", cwd=tmp_path).stdout
+    assert "train" in out and "eval" in out
+    bad = run_cli("frobnicate", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "unknown command 'frobnicate'" in bad.stderr
+
+
+def test_explicit_run_dir_is_used(tmp_path):
+    run_cli("train", *FAST, "hydra.run.dir=mine", cwd=tmp_path)
+    assert json.loads((tmp_path / "mine" / "summary.json").read_text())["status"] == "completed"

@@ -1,0 +1,67 @@
+"""Models take their activation from the group and fit any image shape; schedules follow their formulas."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from deeprob_cli.components import schedule
+from deeprob_cli.config import build
+
+from conftest import make_cfg
+
+MODELS = ["mlp", "convnet", "resnet"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28), (3, 16, 12)])
+def test_every_model_fits_the_data_shape(model, shape):
+    cfg = make_cfg(f"model={model}", "activation=tanh")
+    net = build(cfg.model, "model", in_shape=shape, num_classes=7, activation=build(cfg.activation, "activation"))
+    assert net(torch.rand(2, *shape)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_models_use_only_the_chosen_activation(model):
+    cfg = make_cfg(f"model={model}", "activation=gelu")
+    net = build(cfg.model, "model", in_shape=(3, 16, 16), num_classes=3, activation=build(cfg.activation, "activation"))
+    kinds = {type(m) for m in net.modules()}
+    assert nn.GELU in kinds and not kinds & {nn.ReLU, nn.Tanh, nn.Sigmoid}
+
+
+def test_resnet_depth_is_6n_plus_2():
+    cfg = make_cfg("model=resnet", "model.depth=20")
+    net = build(cfg.model, "model", in_shape=(3, 8, 8), num_classes=2, activation=build(cfg.activation, "activation"))
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert len(convs) + len(linears) == 20
+    with pytest.raises(ValueError, match="model.depth: 21 is not of the form 6n\\+2"):
+        build(make_cfg("model=resnet", "model.depth=21").model, "model", in_shape=(3, 8, 8), num_classes=2,
+              activation=nn.ReLU)
+
+
+def _lrs(make, steps, **kw):
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    sched = make(opt, total_steps=steps, **kw)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_cosine_follows_half_cosine_after_warmup():
+    lrs = _lrs(schedule.cosine, 100, warmup=0.1)
+    assert lrs[0] == pytest.approx(0.01) and lrs[9] == pytest.approx(0.1)
+    t = (50 - 10) / 90
+    assert lrs[50] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * t)))
+    assert lrs[-1] < 0.001
+
+
+def test_onecycle_peaks_at_optim_lr_and_constant_stays():
+    lrs = _lrs(schedule.onecycle, 100, warmup=0.25)
+    assert max(lrs) == pytest.approx(0.1) and lrs.index(max(lrs)) in (24, 25)
+    assert lrs[0] == pytest.approx(0.1 / 25) and lrs[-1] < 1e-5
+    assert set(_lrs(schedule.constant, 10)) == {0.1}
