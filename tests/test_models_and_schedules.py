@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from deeprob_cli import UserError
 from deeprob_cli.components import schedule
 from deeprob_cli.config import build
 
@@ -35,7 +36,7 @@ def test_resnet_depth_is_6n_plus_2():
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     assert len(convs) + len(linears) == 20
-    with pytest.raises(ValueError, match="model.depth: 21 is not of the form 6n\\+2"):
+    with pytest.raises(UserError, match="model.depth: 21 is not of the form 6n\\+2"):
         build(make_cfg("model=resnet", "model.depth=21").model, "model", in_shape=(3, 8, 8), num_classes=2,
               activation=nn.ReLU)
 
