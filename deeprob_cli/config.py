@@ -40,7 +40,7 @@ def check(cfg: DictConfig):
         raise UserError(f"trainer.device: {t.device!r} asked for, but this machine has no CUDA device; "
                         f"use trainer.device=auto or cpu")
     _require(_is_int(cfg.log.hist_every) and cfg.log.hist_every >= 0, "log.hist_every", cfg.log.hist_every,
-             "an integer ≥ 0 (0 = histograms at epoch ends only)")
+             "an integer ≥ 0 (0 = no histograms)")
     _require(cfg.log.progress in ("auto", True, False), "log.progress", cfg.log.progress, "auto, true or false")
     _require(d.subset is None or (_is_int(d.subset) and d.subset > 0), "dataset.subset", d.subset,
              "null or a positive integer")

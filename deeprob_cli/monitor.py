@@ -35,8 +35,8 @@ class Monitor:
         return record
 
     def due(self, step: int, last_of_epoch: bool) -> bool:
-        """True for snapshot steps: every hist_every steps and the last step of each epoch."""
-        return last_of_epoch or (self.hist_every > 0 and step % self.hist_every == 0)
+        """True for snapshot steps: every hist_every steps and the last step of each epoch (never when 0)."""
+        return self.hist_every > 0 and (last_of_epoch or step % self.hist_every == 0)
 
     def snapshot(self):
         """Record the activations of the next forward pass."""
