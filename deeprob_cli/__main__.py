@@ -7,6 +7,7 @@ commands:
   train [overrides]          train one configuration (Hydra: -m for sweeps, --help for every group and option,
                              --cfg job to print the composed config)
   eval RUN_DIR [split=...]   evaluate a run's last checkpoint on val or test, write RUN_DIR/eval.json
+  compare PATH... [--csv]    table of runs sorted by val accuracy (columns: what differs) + curves PNG
 
 examples:
   deeprob train activation=gelu init=kaiming augment=[flip,crop] regularizer=[l2]
@@ -31,7 +32,11 @@ def main():
         from .evaluate import main as eval_main
 
         return eval_main(rest)
-    print(f"deeprob: error: unknown command {command!r}; choose one of: train, eval (deeprob --help)", file=sys.stderr)
+    if command == "compare":
+        from .compare import main as compare_main
+
+        return compare_main(rest)
+    print(f"deeprob: error: unknown command {command!r}; choose one of: train, eval, compare (deeprob --help)", file=sys.stderr)
     return 2
 
 

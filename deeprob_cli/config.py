@@ -34,6 +34,8 @@ def check(cfg: DictConfig):
     _require(_is_int(t.eval_batch_size) and t.eval_batch_size > 0, "trainer.eval_batch_size", t.eval_batch_size,
              "a positive integer")
     _require(_is_int(t.seed), "trainer.seed", t.seed, "an integer")
+    _require(t.threads is None or (_is_int(t.threads) and t.threads > 0), "trainer.threads", t.threads,
+             "null or a positive integer")
     _require(t.device in ("auto", "cpu", "cuda") or str(t.device).startswith("cuda:"), "trainer.device", t.device,
              "auto, cpu or cuda")
     if str(t.device).startswith("cuda") and not torch.cuda.is_available():

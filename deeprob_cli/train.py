@@ -8,6 +8,7 @@ model from the groups → init → optimizer + schedule → loop (TensorBoard, c
 """
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from . import UserError, __version__
@@ -39,6 +40,7 @@ def main(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     out = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    set_threads(cfg.trainer.threads, OmegaConf.select(hydra_cfg, "launcher.n_jobs") if sweep else None)
     try:
         return train(cfg, out, choices=group_choices(cfg, hydra_cfg.runtime.choices), sweep=sweep)
     except UserError as e:
@@ -46,7 +48,12 @@ def main(cfg: DictConfig):
         if not sweep:
             sys.exit(2)
         write_json(out / "summary.json", {"status": "failed", "error": str(e)})  # the sweep goes on
-        return None
+    except Exception as e:
+        if not sweep:
+            raise
+        log.exception("job failed")  # the traceback goes to this job's train.log; the sweep goes on
+        write_json(out / "summary.json", {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+    return None
 
 
 def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
@@ -163,6 +170,15 @@ def group_choices(cfg: DictConfig, runtime_choices) -> dict:
     for group in ("augment", "regularizer"):
         choices[group] = list(selected(cfg, group))
     return choices
+
+
+def set_threads(threads, n_jobs):
+    """torch's CPU threads: as asked, else the cores shared out among a parallel launcher's jobs."""
+    if threads is None and n_jobs:
+        cores = os.cpu_count() or 1
+        threads = max(1, cores // (cores if n_jobs < 0 else n_jobs))
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def pick_device(name: str) -> torch.device:
