@@ -6,11 +6,14 @@ USAGE = """usage: deeprob COMMAND [ARGS]
 commands:
   train [overrides]          train one configuration (Hydra: -m for sweeps, --help for every group and option,
                              --cfg job to print the composed config)
+  init-stats [overrides]     the lecture's activation statistics of a deep fully connected stack right after
+                             init= (same overrides, -m and --cfg as train): a table, stats.json, histograms.png
   eval RUN_DIR [split=...]   evaluate a run's last checkpoint on val or test, write RUN_DIR/eval.json
 
 examples:
   deeprob train activation=gelu init=kaiming augment=[flip,crop] regularizer=[l2]
   deeprob train -m activation=relu,tanh,gelu dataset=synthetic
+  deeprob init-stats init=normal init.std=0.05 activation=tanh
   deeprob eval runs/2026-11-28/10-00-00 split=test
 """
 
@@ -27,12 +30,25 @@ def main():
         from .train import main as train_main
 
         return train_main()
+    if command == "init-stats":  # the same Hydra entry point, switched to its init_stats task
+        refuse_existing_run_dir(rest)
+        sys.argv = [f"{sys.argv[0]} init-stats", *with_override("task=init_stats", rest)]
+        from .train import main as train_main
+
+        return train_main()
     if command == "eval":
         from .evaluate import main as eval_main
 
         return eval_main(rest)
-    print(f"deeprob: error: unknown command {command!r}; choose one of: train, eval (deeprob --help)", file=sys.stderr)
+    print(f"deeprob: error: unknown command {command!r}; choose one of: train, init-stats, eval (deeprob --help)", file=sys.stderr)
     return 2
+
+
+def with_override(override: str, args):
+    """args with override placed just before the user's first override: Hydra's argparse takes the overrides as
+    one contiguous run (`-m a=1 --cfg job b=2` is refused), so it must join theirs, not start or end the line."""
+    first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), 0)
+    return [*args[:first], override, *args[first:]]
 
 
 def refuse_existing_run_dir(args):
@@ -42,7 +58,7 @@ def refuse_existing_run_dir(args):
     for arg in args:
         if arg.startswith("hydra.run.dir="):
             path = Path(arg.split("=", 1)[1])
-            if (path / "summary.json").exists() or (path / "checkpoints").exists():
+            if any((path / name).exists() for name in ("summary.json", "checkpoints", "stats.json")):
                 print(f"deeprob train: error: hydra.run.dir: {path} already holds a run; choose another folder",
                       file=sys.stderr)
                 sys.exit(2)
