@@ -41,7 +41,7 @@ def gain(activation: nn.Module) -> float:
     if own is not None:
         return float(own)
     if isinstance(activation, (nn.LeakyReLU, nn.PReLU)):  # √(2/(1+α²))
-        slope = activation.negative_slope if isinstance(activation, nn.LeakyReLU) else float(activation.weight.mean())
+        slope = activation.negative_slope if isinstance(activation, nn.LeakyReLU) else activation.weight.detach().mean().item()
         return nn.init.calculate_gain("leaky_relu", slope)
     if isinstance(activation, nn.SELU):
         return 1.0  # self-normalizing nets use LeCun's init: Var(W) = 1/fan_in (Klambauer et al. 2017)
