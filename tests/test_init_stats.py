@@ -95,3 +95,22 @@ def test_cli_mistake_is_one_line(tmp_path):
 def test_bad_values_are_user_errors(tmp_path, override, message):
     with pytest.raises(UserError, match=message):
         run(make_cfg("task=init_stats", override), tmp_path)
+
+
+def test_a_gated_activation_is_measured_per_output_unit():
+    """A gated unit takes k× wider input (in_factor); its statistics are over its own outputs."""
+    from torch import nn
+
+    from deeprob_cli.components import init
+    from deeprob_cli.init_stats import build_stack, layer_outputs, layer_stats
+
+    class GatedLinearUnit(nn.GLU):  # a·σ(b) on the two halves of its input
+        in_factor = 2
+
+    torch.manual_seed(0)
+    stack = build_stack([32, 16, 16], GatedLinearUnit)
+    assert stack[0].out_features == 32 and stack[2].in_features == 16
+    init.zeros(stack, activation=GatedLinearUnit())
+    (pre, y), _ = layer_outputs(stack, torch.randn(8, 32))
+    stats = layer_stats(stack[1], pre, y)
+    assert y.shape == (8, 16) and stats["std"] == 0 and stats["dead"] == 0  # slope σ(0) = 0.5 w.r.t. a: alive
