@@ -6,14 +6,23 @@ USAGE = """usage: deeprob COMMAND [ARGS]
 commands:
   train [overrides]          train one configuration (Hydra: -m for sweeps, --help for every group and option,
                              --cfg job to print the composed config)
+  init-stats [overrides]     the lecture's activation statistics of a deep fully connected stack right after
+                             init= (same overrides, -m and --cfg as train): a table, stats.json, histograms.png
   eval RUN_DIR [split=...]   evaluate a run's last checkpoint on val or test, write RUN_DIR/eval.json
   compare PATH... [--csv]    table of runs sorted by val accuracy (columns: what differs) + curves PNG
 
 examples:
   deeprob train activation=gelu init=kaiming augment=[flip,crop] regularizer=[l2]
   deeprob train -m activation=relu,tanh,gelu dataset=synthetic
+  deeprob init-stats init=normal init.std=0.05 activation=tanh
   deeprob eval runs/2026-11-28/10-00-00 split=test
 """
+
+
+# sub-commands run through train.py's one Hydra entry point, with the task override they add
+HYDRA_COMMANDS = {"train": None, "init-stats": "task=init_stats"}
+# sub-commands with their own argument parsing: the module whose main(args) runs them
+PLAIN_COMMANDS = {"eval": "evaluate", "compare": "compare"}
 
 
 def main():
@@ -22,22 +31,27 @@ def main():
         print(USAGE, end="")
         return 0
     command, rest = args[0], args[1:]
-    if command == "train":
+    if command in HYDRA_COMMANDS:
         refuse_existing_run_dir(rest)
-        sys.argv = [f"{sys.argv[0]} train", *rest]  # Hydra parses sys.argv
-        from .train import main as train_main
+        task = HYDRA_COMMANDS[command]
+        sys.argv = [f"{sys.argv[0]} {command}", *(with_override(task, rest) if task else rest)]  # Hydra reads argv
+        from .train import main as hydra_main
 
-        return train_main()
-    if command == "eval":
-        from .evaluate import main as eval_main
+        return hydra_main()
+    if command in PLAIN_COMMANDS:
+        from importlib import import_module
 
-        return eval_main(rest)
-    if command == "compare":
-        from .compare import main as compare_main
-
-        return compare_main(rest)
-    print(f"deeprob: error: unknown command {command!r}; choose one of: train, eval, compare (deeprob --help)", file=sys.stderr)
+        return import_module(f".{PLAIN_COMMANDS[command]}", __package__).main(rest)
+    names = ", ".join([*HYDRA_COMMANDS, *PLAIN_COMMANDS])
+    print(f"deeprob: error: unknown command {command!r}; choose one of: {names} (deeprob --help)", file=sys.stderr)
     return 2
+
+
+def with_override(override: str, args):
+    """args with override placed just before the user's first override: Hydra's argparse takes the overrides as
+    one contiguous run (`-m a=1 --cfg job b=2` is refused), so it must join theirs, not start or end the line."""
+    first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), 0)
+    return [*args[:first], override, *args[first:]]
 
 
 def refuse_existing_run_dir(args):
@@ -47,8 +61,8 @@ def refuse_existing_run_dir(args):
     for arg in args:
         if arg.startswith("hydra.run.dir="):
             path = Path(arg.split("=", 1)[1])
-            if (path / "summary.json").exists() or (path / "checkpoints").exists():
-                print(f"deeprob train: error: hydra.run.dir: {path} already holds a run; choose another folder",
+            if any((path / name).exists() for name in ("summary.json", "checkpoints", "stats.json")):
+                print(f"deeprob: error: hydra.run.dir: {path} already holds a run; choose another folder",
                       file=sys.stderr)
                 sys.exit(2)
 

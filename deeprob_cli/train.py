@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from . import UserError, __version__
+from . import UserError, __version__, init_stats
 from .checkpoint import save_checkpoint
 from .components.augment import compose
 from .config import CONFIG_DIR, build, check, selected, to_plain
@@ -42,9 +42,11 @@ def main(cfg: DictConfig):
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
     set_threads(cfg.trainer.threads, OmegaConf.select(hydra_cfg, "launcher.n_jobs") if sweep else None)
     try:
+        if cfg.task != "train":
+            return init_stats.run(cfg, out)
         return train(cfg, out, choices=group_choices(cfg, hydra_cfg.runtime.choices), sweep=sweep)
     except UserError as e:
-        print(f"deeprob train: error: {e}", file=sys.stderr)
+        print(f"deeprob {str(cfg.task).replace('_', '-')}: error: {e}", file=sys.stderr)
         if not sweep:
             sys.exit(2)
         write_json(out / "summary.json", {"status": "failed", "error": str(e)})  # the sweep goes on
