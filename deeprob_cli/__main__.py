@@ -34,7 +34,8 @@ def main():
     if command in HYDRA_COMMANDS:
         refuse_existing_run_dir(rest)
         task = HYDRA_COMMANDS[command]
-        sys.argv = [f"{sys.argv[0]} {command}", *(with_override(task, rest) if task else rest)]  # Hydra reads argv
+        rest = with_override(task, rest) if task else rest
+        sys.argv = [f"{sys.argv[0]} {command}", *(resume_args(rest) if command == "train" else rest)]  # Hydra reads argv
         from .train import main as hydra_main
 
         return hydra_main()
@@ -54,12 +55,28 @@ def with_override(override: str, args):
     return [*args[:first], override, *args[first:]]
 
 
+def resume_args(args):
+    """`resume=RUN_DIR`: compose from that run's saved config, write into its folder, leave its .hydra/ as it is."""
+    from pathlib import Path
+
+    run = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
+    if run in (None, "auto", "null"):
+        return args
+    saved = Path(run) / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        print(f"deeprob train: error: resume: {run} is not a run folder (no .hydra/config.yaml); pass the folder of "
+              f"the run to continue", file=sys.stderr)
+        sys.exit(2)
+    return [f"--config-dir={saved.parent.resolve()}", "--config-name=config", f"hydra.run.dir={run}",
+            "hydra.output_subdir=null", *args]
+
+
 def refuse_existing_run_dir(args):
     """hydra.run.dir=PATH on a folder that already holds a run would overwrite its .hydra/: refuse before Hydra starts."""
     from pathlib import Path
 
     for arg in args:
-        if arg.startswith("hydra.run.dir="):
+        if arg.startswith("hydra.run.dir=") and not any(a.startswith("resume=") for a in args):
             path = Path(arg.split("=", 1)[1])
             if any((path / name).exists() for name in ("summary.json", "checkpoints", "stats.json")):
                 print(f"deeprob: error: hydra.run.dir: {path} already holds a run; choose another folder",

@@ -41,6 +41,9 @@ def check(cfg: DictConfig):
     if str(t.device).startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"trainer.device: {t.device!r} asked for, but this machine has no CUDA device; "
                         f"use trainer.device=auto or cpu")
+    _require(_is_int(t.checkpoint_every) and t.checkpoint_every >= 0, "trainer.checkpoint_every",
+             t.checkpoint_every, "an integer ≥ 0 (0 = at epoch ends only)")
+    _require(cfg.resume is None or isinstance(cfg.resume, str), "resume", cfg.resume, "null, auto or a run folder")
     _require(_is_int(cfg.log.hist_every) and cfg.log.hist_every >= 0, "log.hist_every", cfg.log.hist_every,
              "an integer ≥ 0 (0 = no histograms)")
     _require(cfg.log.progress in ("auto", True, False), "log.progress", cfg.log.progress, "auto, true or false")

@@ -21,8 +21,9 @@ def activation_layers(model, activation):
 class Monitor:
     """Writes one run's TensorBoard events; `snapshot()` arms the activation hooks for the next forward."""
 
-    def __init__(self, logdir, model, activation, hist_every: int):
-        self.writer = SummaryWriter(str(logdir))
+    def __init__(self, logdir, model, activation, hist_every: int, purge_step: int | None = None):
+        # purge_step: a resumed run's first step; TensorBoard then hides what an interrupted run logged from it on
+        self.writer = SummaryWriter(str(logdir), purge_step=purge_step)
         self.model, self.hist_every = model, hist_every
         self.captured, self.armed = {}, False
         for name, module in activation_layers(model, activation):

@@ -10,8 +10,11 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
@@ -23,8 +26,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from . import UserError, __version__, init_stats
-from .checkpoint import save_checkpoint
+from . import UserError, init_stats
+from .checkpoint import link_checkpoint, load_checkpoint, provenance, restore_rng, rng_state, save_checkpoint
 from .components.augment import compose
 from .config import CONFIG_DIR, build, check, selected, to_plain
 from .data import load_data
@@ -50,6 +53,13 @@ def main(cfg: DictConfig):
         if not sweep:
             sys.exit(2)
         write_json(out / "summary.json", {"status": "failed", "error": str(e)})  # the sweep goes on
+    except Diverged as e:  # summary.json already says so; in a sweep the other jobs go on
+        print(f"deeprob train: diverged: {e}", file=sys.stderr)
+        if not sweep:
+            sys.exit(3)
+    except Interrupted as e:  # Ctrl-C or a scheduler's pre-emption: stop the whole sweep too
+        print(f"deeprob train: interrupted: {e}", file=sys.stderr)
+        sys.exit(e.code)
     except Exception as e:
         if not sweep:
             raise
@@ -60,23 +70,27 @@ def main(cfg: DictConfig):
 
 def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     check(cfg)
-    if (out / "summary.json").exists() or (out / "checkpoints").exists():
-        raise UserError(f"hydra.run.dir: {out} already holds a run; choose another folder")
+    if cfg.resume == "auto" and read_status(out) == "completed":
+        log.info("resume=auto: %s already completed; nothing to do", out)
+        return json.loads((out / "summary.json").read_text()).get("val_acc")
+    resumed = resume_from(cfg, out)
     started = time.perf_counter()
     device = pick_device(cfg.trainer.device)
     seed_everything(cfg.trainer.seed)
+
+    # components that need no data are built first, so a bad parameter fails before any work
+    activation = build(cfg.activation, "activation")
+    initialize = build(cfg.init, "init")
+    augment = compose(build(node, f"augment.{name}") for name, node in selected(cfg, "augment").items())
+    regularizers = [build(node, f"regularizer.{name}") for name, node in selected(cfg, "regularizer").items()]
 
     # data: whole splits as uint8 tensors on the training device; statistics from the training split only
     data = load_data(cfg.dataset)
     preprocess = build(cfg.preprocess, "preprocess").fit(data.train.images).to(device)
     train_split = move(data.train, device)
-    augment = compose(build(node, f"augment.{name}") for name, node in selected(cfg, "augment").items())
-    regularizers = [build(node, f"regularizer.{name}") for name, node in selected(cfg, "regularizer").items()]
 
     # model from the groups, then its initialization (Kaiming's gain follows the chosen activation)
-    activation = build(cfg.activation, "activation")
     model = build(cfg.model, "model", in_shape=data.shape, num_classes=len(data.classes), activation=activation)
-    initialize = build(cfg.init, "init")
     first_batch = preprocess(train_split.images[: cfg.trainer.batch_size].float().div(255))
     initialize(model, activation=activation(), batch=first_batch.cpu())
     model.to(device)
@@ -86,84 +100,237 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
 
     batch_size = min(cfg.trainer.batch_size, len(data.train))
     steps_per_epoch = len(data.train) // batch_size  # the last incomplete batch is dropped
-    total_steps = cfg.trainer.epochs * steps_per_epoch
     optimizer = build(cfg.optim, "optim", params=model.parameters())
-    schedule = build(cfg.schedule, "schedule", optimizer=optimizer, total_steps=total_steps)
-
-    monitor = Monitor(out, model, activation, cfg.log.hist_every)
-    monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
-                     "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
-                     "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
+    schedule = build(cfg.schedule, "schedule", optimizer=optimizer, total_steps=cfg.trainer.epochs * steps_per_epoch)
     order = torch.Generator().manual_seed(cfg.trainer.seed)  # data order
     noise = torch.Generator(device).manual_seed(cfg.trainer.seed + 1)  # augmentation draws
+
+    progress = Progress()
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        schedule.load_state_dict(resumed["schedule"])
+        progress = Progress.restore(resumed["progress"], device)
+        restore_rng(resumed["rng"], order, noise)
+        log.info("resumed %s at epoch %d, step %d", out, progress.epoch, progress.step)
+    # on resume, TensorBoard drops whatever the interrupted run logged after its checkpoint's step
+    monitor = Monitor(out, model, activation, cfg.log.hist_every, purge_step=progress.step if resumed else None)
+    if not resumed:
+        monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
+                         "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
+                         "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
 
-    step, train_seconds, metrics = 0, 0.0, {}
-    for epoch in tqdm(range(1, cfg.trainer.epochs + 1), desc="epochs", disable=not show):
-        model.train()
-        epoch_start, first_step = time.perf_counter(), step
-        losses, correct = [], torch.zeros((), device=device)
-        permutation = torch.randperm(len(data.train), generator=order).to(device)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, disable=not show)
-        for i in bar:
-            index = permutation[i * batch_size:(i + 1) * batch_size]
-            x = preprocess(augment(train_split.images[index].float().div_(255), noise))
-            y = train_split.labels[index]
-            snapshot = monitor.due(step, last_of_epoch=i == steps_per_epoch - 1)
-            if snapshot:
-                monitor.snapshot()
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            total = loss
-            for reg in regularizers:
-                extra = reg.penalty(model) if hasattr(reg, "penalty") else None
-                if extra is not None:
-                    total = total + extra
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            lr = optimizer.param_groups[0]["lr"]
-            for reg in regularizers:
-                if hasattr(reg, "after_step"):
-                    reg.after_step(model, lr)
-            schedule.step()
-            if snapshot:
-                monitor.log_snapshot(step)
-            losses.append(loss.detach())
-            correct += (logits.argmax(1) == y).sum()
-            step += 1
-            if show and i % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{(i + 1) * batch_size / (time.perf_counter() - epoch_start):.0f}")
-        train_seconds += time.perf_counter() - epoch_start
-
-        monitor.step_losses(first_step, losses)
-        metrics = {"train/loss": torch.stack(losses).mean().item(),
-                   "train/acc": correct.item() / (steps_per_epoch * batch_size), "lr": lr}
-        if data.val is not None:
-            metrics["val/loss"], metrics["val/acc"] = evaluate(model, data.val, preprocess, device,
-                                                               cfg.trainer.eval_batch_size)
-        monitor.scalars({k: v for k, v in metrics.items() if k != "train/loss"}, step)  # per-step losses are logged
-        log.info("epoch %d/%d  %s  (%.1f s)", epoch, cfg.trainer.epochs,
-                 "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), time.perf_counter() - epoch_start)
+    def checkpoint():
         save_checkpoint(out / "checkpoints" / "last.pt", {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
             "preprocess": preprocess.state_dict(), "classes": list(data.classes), "input_shape": list(data.shape),
-            "config": to_plain(cfg), "choices": choices, "epoch": epoch, "step": step})
-    monitor.close()
+            "config": to_plain(cfg), "choices": choices, "progress": progress.state(time.perf_counter() - started),
+            "rng": rng_state(order, noise), "provenance": provenance()})
+
+    def finish(status: str, **extra) -> dict:
+        record = {"status": status, "epochs_completed": progress.epoch - 1, "steps": progress.step,
+                  **progress.metrics, **extra, "seconds": progress.wall_before + time.perf_counter() - started,
+                  "train_seconds": progress.train_seconds,
+                  "images_per_second": progress.images / max(progress.train_seconds, 1e-9),
+                  "device": str(device), "params": params, "batch_size": batch_size, "seed": cfg.trainer.seed,
+                  "choices": choices, **provenance()}
+        write_json(out / "summary.json", record)
+        monitor.close()
+        return record
+
+    with StopSignals() as stop:
+        while progress.epoch <= cfg.trainer.epochs:
+            if progress.order is None:
+                progress.order = torch.randperm(len(data.train), generator=order).to(device)
+            model.train()
+            tick = time.perf_counter()
+            bar = tqdm(range(progress.index, steps_per_epoch), desc=f"epoch {progress.epoch}/{cfg.trainer.epochs}",
+                       disable=not show, initial=progress.index, total=steps_per_epoch)
+            for i in bar:
+                index = progress.order[i * batch_size:(i + 1) * batch_size]
+                x = preprocess(augment(train_split.images[index].float().div_(255), noise))
+                y = train_split.labels[index]
+                snapshot = monitor.due(progress.step, last_of_epoch=i == steps_per_epoch - 1)
+                if snapshot:
+                    monitor.snapshot()
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                total = loss + sum(r.penalty(model) for r in regularizers if hasattr(r, "penalty"))
+                if not torch.isfinite(total):  # stop at once: every later step would be wasted
+                    progress.train_seconds += time.perf_counter() - tick
+                    message = (f"loss became {total.item()} at step {progress.step} (last finite loss "
+                               f"{progress.last_loss}); lower optim.lr or pick another init= / schedule=; the last "
+                               f"good checkpoint is kept in {out / 'checkpoints'}")
+                    finish("diverged", step=progress.step, last_finite_loss=progress.last_loss, error=message)
+                    raise Diverged(message)
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                for r in regularizers:
+                    if hasattr(r, "after_step"):
+                        r.after_step(model, optimizer.param_groups[0]["lr"])
+                schedule.step()
+                if snapshot:
+                    monitor.log_snapshot(progress.step)
+                progress.advance(loss.detach(), (logits.argmax(1) == y).sum(), batch_size)
+                if show and i % 20 == 0:
+                    bar.set_postfix(loss=f"{progress.last_loss:.3f}")
+                if stop.signal or (cfg.trainer.checkpoint_every and progress.step % cfg.trainer.checkpoint_every == 0):
+                    progress.train_seconds += time.perf_counter() - tick
+                    tick = time.perf_counter()
+                    checkpoint()
+                if stop.signal:
+                    resume = f"deeprob train resume={out}"
+                    finish("interrupted", signal=stop.signal, resume=resume)
+                    raise Interrupted(f"{stop.signal} at step {progress.step}: checkpoint saved; continue with: {resume}",
+                                      stop.code)
+            progress.train_seconds += time.perf_counter() - tick
+
+            # end of epoch: per-step losses, epoch metrics, validation, checkpoint (and best.pt)
+            monitor.step_losses(progress.step - len(progress.losses), progress.losses)
+            metrics = {"train/acc": progress.correct.item() / (len(progress.losses) * batch_size),
+                       "lr": optimizer.param_groups[0]["lr"]}
+            if data.val is not None:
+                metrics["val/loss"], metrics["val/acc"] = evaluate(model, data.val, preprocess, device,
+                                                                   cfg.trainer.eval_batch_size)
+            monitor.scalars(metrics, progress.step)
+            train_loss = torch.stack(progress.losses).mean().item()
+            log.info("epoch %d/%d  train/loss %.4g  %s  (%.1f s)", progress.epoch, cfg.trainer.epochs, train_loss,
+                     "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), time.perf_counter() - tick)
+            improved = progress.end_epoch(train_loss, metrics)
+            checkpoint()
+            if improved:
+                link_checkpoint(out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt")
 
     test_acc = evaluate(model, data.test, preprocess, device, cfg.trainer.eval_batch_size)[1] if data.test else None
-    summary = {
-        "status": "completed", "epochs_completed": cfg.trainer.epochs, "steps": step,
-        "train_loss": metrics["train/loss"], "train_acc": metrics["train/acc"],
-        "val_loss": metrics.get("val/loss"), "val_acc": metrics.get("val/acc"), "test_acc": test_acc,
-        "seconds": time.perf_counter() - started, "train_seconds": train_seconds,
-        "images_per_second": step * batch_size / train_seconds, "device": str(device), "params": params,
-        "seed": cfg.trainer.seed, "deeprob": __version__, "torch": torch.__version__,
-        "choices": choices,
-    }
-    write_json(out / "summary.json", summary)
+    summary = finish("completed", test_acc=test_acc)
     log.info("done: val_acc %s, %.0f images/s, summary in %s", summary["val_acc"], summary["images_per_second"], out)
     return summary["val_acc"] if summary["val_acc"] is not None else summary["train_acc"]
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint so a resumed run continues bit for bit."""
+
+    epoch: int = 1  # the epoch in progress (1-based)
+    index: int = 0  # steps done within it
+    step: int = 0  # steps done in all
+    order: torch.Tensor | None = None  # this epoch's data order
+    losses: list = field(default_factory=list)  # this epoch's per-step losses (device tensors)
+    correct: torch.Tensor | int = 0  # this epoch's correct predictions so far
+    images: int = 0  # training images processed
+    train_seconds: float = 0.0
+    wall_before: float = 0.0  # wall-clock seconds of this run's earlier, interrupted sessions
+    last_loss: float | None = None
+    best_val: float | None = None
+    metrics: dict = field(default_factory=dict)  # the last finished epoch's summary metrics
+
+    def advance(self, loss, correct, batch_size: int):
+        self.losses.append(loss)
+        self.correct = self.correct + correct
+        self.last_loss = loss.item()
+        self.index, self.step, self.images = self.index + 1, self.step + 1, self.images + batch_size
+
+    def end_epoch(self, train_loss: float, metrics: dict) -> bool:
+        """Close the epoch; True when val accuracy improved (or there is no validation)."""
+        val = metrics.get("val/acc")
+        improved = val is None or self.best_val is None or val > self.best_val
+        if val is not None and improved:
+            self.best_val = val
+        self.metrics = {"train_loss": train_loss, "train_acc": metrics["train/acc"],
+                        "val_loss": metrics.get("val/loss"), "val_acc": val}
+        self.epoch, self.index, self.order, self.losses, self.correct = self.epoch + 1, 0, None, [], 0
+        return improved
+
+    def state(self, elapsed: float) -> dict:
+        """For the checkpoint; `elapsed` is this session's wall time so far."""
+        return {**vars(self), "order": None if self.order is None else self.order.cpu(),
+                "losses": torch.stack(self.losses).cpu() if self.losses else torch.zeros(0),
+                "correct": int(self.correct), "wall_before": self.wall_before + elapsed}
+
+    @classmethod
+    def restore(cls, state: dict, device):
+        state = dict(state)
+        state["losses"] = list(state["losses"].to(device).unbind()) if len(state["losses"]) else []
+        state["correct"] = torch.tensor(state["correct"], device=device)
+        state["order"] = None if state["order"] is None else state["order"].to(device)
+        return cls(**state)
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; a checkpoint was written."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+class StopSignals:
+    """Turns SIGINT/SIGTERM into a flag checked after each step, so the step finishes and a checkpoint is written."""
+
+    def __init__(self):
+        self.signal, self.code, self.previous = None, 0, {}
+
+    def _handle(self, signum, frame):
+        self.signal, self.code = signal.Signals(signum).name, 128 + signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def read_status(out: Path):
+    path = out / "summary.json"
+    return json.loads(path.read_text()).get("status") if path.is_file() else None
+
+
+# keys a resumed run may change; everything else must match the checkpoint's configuration
+RESUMABLE_CHANGES = {"resume", "trainer.device", "trainer.threads", "trainer.eval_batch_size", "log.progress",
+                     "log.hist_every"}
+
+
+def resume_from(cfg: DictConfig, out: Path):
+    """The checkpoint to continue from (resume=RUN_DIR or resume=auto), or None for a fresh run."""
+    last = out / "checkpoints" / "last.pt"
+    if cfg.resume is None:
+        if (out / "summary.json").exists() or last.parent.exists():
+            raise UserError(f"hydra.run.dir: {out} already holds a run; choose another folder "
+                            f"(or continue it: deeprob train resume={out})")
+        return None
+    if not last.is_file():
+        if cfg.resume == "auto":
+            return None
+        raise UserError(f"resume: {out} holds no checkpoints/last.pt; a run can be resumed once it has saved one")
+    if read_status(out) == "completed":
+        raise UserError(f"resume: {out} already completed; start a new run instead")
+    state = load_checkpoint(last)
+    saved, now = _flat(state["config"]), _flat(to_plain(cfg))
+    for key in sorted(set(saved) | set(now)):
+        if saved.get(key) != now.get(key) and key not in RESUMABLE_CHANGES:
+            raise UserError(f"resume: {key}={now.get(key)!r} differs from the run's {saved.get(key)!r}; a resumed run "
+                            f"keeps its configuration (it may change: {', '.join(sorted(RESUMABLE_CHANGES))})")
+    return state
+
+
+def _flat(node, prefix=""):
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def group_choices(cfg: DictConfig, runtime_choices) -> dict:

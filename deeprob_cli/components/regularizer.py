@@ -1,7 +1,7 @@
 """Regularizers (conf/regularizer/, multi-select). Try: deeprob train dataset=synthetic regularizer=[l2]
 
 A regularizer may implement any of these hooks, all optional; train.py calls each one that exists:
-  penalty(model) -> tensor added to the loss
+  penalty(model) -> tensor (or 0.0) added to the loss
   after_step(model, lr)  after optimizer.step()
 """
 import torch
@@ -28,7 +28,7 @@ class L2:
 
     def penalty(self, model):
         if self.decoupled:
-            return None
+            return 0.0
         return self.strength * sum(w.pow(2).sum() for w in decayed_weights(model))
 
     @torch.no_grad()
