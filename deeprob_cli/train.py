@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from . import UserError, __version__
 from .checkpoint import save_checkpoint
-from .components.augment import compose
+from .components.augment import compose, log_examples
 from .config import CONFIG_DIR, build, check, selected, to_plain
 from .data import load_data
-from .evaluate import evaluate
+from .evaluate import evaluate, final_scores
 from .monitor import Monitor
 
 log = logging.getLogger("deeprob")
@@ -62,11 +62,14 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     preprocess = build(cfg.preprocess, "preprocess").fit(data.train.images).to(device)
     train_split = move(data.train, device)
     augment = compose(build(node, f"augment.{name}") for name, node in selected(cfg, "augment").items())
+    augment.fit(data.train.images)  # options with training statistics (pca_color)
+    tta = build(cfg.tta, "tta")
     regularizers = [build(node, f"regularizer.{name}") for name, node in selected(cfg, "regularizer").items()]
 
     # model from the groups, then its initialization (Kaiming's gain follows the chosen activation)
     activation = build(cfg.activation, "activation")
-    model = build(cfg.model, "model", in_shape=data.shape, num_classes=len(data.classes), activation=activation)
+    model = build(cfg.model, "model", in_shape=preprocess.output_shape(data.shape), num_classes=len(data.classes),
+                  activation=activation)
     initialize = build(cfg.init, "init")
     first_batch = preprocess(train_split.images[: cfg.trainer.batch_size].float().div(255))
     initialize(model, activation=activation(), batch=first_batch.cpu())
@@ -85,6 +88,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
                      "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
                      "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
+    log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
     order = torch.Generator().manual_seed(cfg.trainer.seed)  # data order
     noise = torch.Generator(device).manual_seed(cfg.trainer.seed + 1)  # augmentation draws
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
@@ -142,11 +146,12 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
             "config": to_plain(cfg), "choices": choices, "epoch": epoch, "step": step})
     monitor.close()
 
-    test_acc = evaluate(model, data.test, preprocess, device, cfg.trainer.eval_batch_size)[1] if data.test else None
+    scores = final_scores(model, data, preprocess, device, cfg.trainer.eval_batch_size, tta)
     summary = {
         "status": "completed", "epochs_completed": cfg.trainer.epochs, "steps": step,
         "train_loss": metrics["train/loss"], "train_acc": metrics["train/acc"],
-        "val_loss": metrics.get("val/loss"), "val_acc": metrics.get("val/acc"), "test_acc": test_acc,
+        "val_loss": metrics.get("val/loss"), "val_acc": metrics.get("val/acc"), "val_acc_tta": scores["val_acc_tta"],
+        "test_acc": scores["test_acc"], "test_acc_tta": scores["test_acc_tta"],
         "seconds": time.perf_counter() - started, "train_seconds": train_seconds,
         "images_per_second": step * batch_size / train_seconds, "device": str(device), "params": params,
         "seed": cfg.trainer.seed, "deeprob": __version__, "torch": torch.__version__,
