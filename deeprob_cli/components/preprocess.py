@@ -106,7 +106,7 @@ class Preprocess(nn.Module):
         for name, value in state.items():
             if name in self._buffers:
                 setattr(self, name, torch.empty_like(value))
-        return super().load_state_dict(state, strict)
+        return super().load_state_dict(state, strict, assign)
 
 
 class Identity(Preprocess):
