@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig
 
 from . import UserError
+from .models import MLP
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 if not CONFIG_DIR.is_dir():  # installed from a wheel: conf/ ships inside the package
@@ -56,6 +57,13 @@ def check(cfg: DictConfig):
         node = cfg.get(group)
         _require(node is None or isinstance(node, DictConfig), group, node,
                  f"a list of options, e.g. {group}=[a,b], a single option or {group}=none")
+
+    # ---- cross-group rules: preprocess ↔ model ----
+    preprocess, model = get_class(cfg.preprocess._target_), get_class(cfg.model._target_)
+    if not getattr(preprocess, "keeps_layout", True) and not issubclass(model, MLP):
+        raise UserError(f"preprocess: {preprocess.__name__.lower()} gives component coordinates, not an image, so "
+                        f"model={model.__name__.lower()} cannot use it; use model=mlp, or preprocess=whiten "
+                        f"(decorrelates and keeps the pixel layout)")
 
 
 def selected(cfg: DictConfig, group: str) -> dict:

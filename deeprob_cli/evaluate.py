@@ -1,9 +1,11 @@
-"""`deeprob eval RUN_DIR [split=val|test] [dataset.root=PATH]`: score a finished run's checkpoint.
+"""`deeprob eval RUN_DIR [split=val|test] [tta=none|flip|multicrop] [dataset.root=PATH]`: score a finished run.
 
 Loads RUN_DIR/checkpoints/last.pt (weights_only), rebuilds the model from the stored config, applies the
-stored preprocessing, evaluates the chosen split, prints accuracy and loss, writes RUN_DIR/eval.json.
+stored preprocessing, evaluates the chosen split without and with the run's test-time augmentation (or the
+one `tta=` names), prints accuracy and loss, writes RUN_DIR/eval.json.
 """
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -13,37 +15,66 @@ from omegaconf import OmegaConf
 
 from . import UserError
 from .checkpoint import load_checkpoint
-from .config import build
+from .config import CONFIG_DIR, build
 from .data import load_data
 
-USAGE = "usage: deeprob eval RUN_DIR [split=val|test] [dataset.root=PATH] [trainer.device=cpu|cuda]"
-OPTIONS = {"split", "dataset.root", "trainer.device", "trainer.eval_batch_size"}
+USAGE = ("usage: deeprob eval RUN_DIR [split=val|test] [tta=none|flip|multicrop] [dataset.root=PATH] "
+         "[trainer.device=cpu|cuda]")
+OPTIONS = {"split", "tta", "dataset.root", "trainer.device", "trainer.eval_batch_size"}
 
 
 @torch.no_grad()
-def evaluate(model, split, preprocess, device, batch_size: int = 1000):
-    """Mean cross-entropy and accuracy of model on split (uint8 images gathered batch by batch)."""
+def evaluate(model, split, preprocess, device, batch_size: int = 1000, tta=None):
+    """Mean cross-entropy and accuracy of model on split (uint8 images gathered batch by batch); with `tta`,
+    of the softmax averaged over its views: log p = logsumexp over views of log_softmax − log(views)."""
     model.eval()
     loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
     for start in range(0, len(split), batch_size):
         x = split.images[start:start + batch_size].to(device, non_blocking=True).float().div_(255)
         y = split.labels[start:start + batch_size].to(device, non_blocking=True)
-        logits = model(preprocess(x)).float()
-        loss += F.cross_entropy(logits, y, reduction="sum")
+        views = tta(x) if tta is not None else [x]
+        log_probs = torch.stack([F.log_softmax(model(preprocess(v)).float(), 1) for v in views])
+        logits = log_probs.logsumexp(0) - math.log(len(views))  # one view: exactly log_softmax(logits)
+        loss += F.nll_loss(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     n = len(split)
     return loss.item() / n, correct.item() / n
 
 
+def final_scores(model, data, preprocess, device, batch_size: int, tta) -> dict:
+    """End-of-training accuracies: val_acc_tta, test_acc, test_acc_tta (None where a split is missing)."""
+    one_view = len(tta(data.train.images[:1].float())) == 1  # tta=none: the plain figures, not computed twice
+    scores = {}
+    for name in ("val", "test"):
+        split = getattr(data, name)
+        plain = evaluate(model, split, preprocess, device, batch_size)[1] if split is not None else None
+        with_tta = plain if one_view or split is None else evaluate(model, split, preprocess, device, batch_size, tta)[1]
+        scores.update({f"{name}_acc": plain, f"{name}_acc_tta": with_tta})
+    return scores
+
+
 def restore(state: dict, cfg, device):
     """Rebuild the run's model and preprocessing from a checkpoint's stored state."""
-    activation = build(cfg.activation, "activation")
-    model = build(cfg.model, "model", in_shape=tuple(state["input_shape"]), num_classes=len(state["classes"]),
-                  activation=activation)
-    model.load_state_dict(state["model"])
     preprocess = build(cfg.preprocess, "preprocess")
     preprocess.load_state_dict(state["preprocess"])
+    activation = build(cfg.activation, "activation")
+    model = build(cfg.model, "model", in_shape=preprocess.output_shape(state["input_shape"]),
+                  num_classes=len(state["classes"]), activation=activation)
+    model.load_state_dict(state["model"])
     return model.to(device), preprocess.to(device)
+
+
+def pick_tta(state: dict, cfg, name=None):
+    """(name, tta) for the run's own test-time augmentation, or for conf/tta/<name>.yaml when name is given."""
+    if name is None:
+        name = state.get("choices", {}).get("tta", "none")
+        node = cfg.get("tta") or OmegaConf.load(CONFIG_DIR / "tta" / "none.yaml")
+    else:
+        options = sorted(p.stem for p in (CONFIG_DIR / "tta").glob("*.yaml"))
+        if name not in options:
+            raise UserError(f"tta: {name!r} is not one of {', '.join(options)}")
+        node = OmegaConf.load(CONFIG_DIR / "tta" / f"{name}.yaml")
+    return name, build(node, "tta")
 
 
 def run_eval(args) -> dict:
@@ -72,10 +103,14 @@ def run_eval(args) -> dict:
                         + ("; try split=val" if split_name == "test" else "; try split=test"))
     model, preprocess = restore(state, cfg, device)
     batch = OmegaConf.select(overrides, "trainer.eval_batch_size", default=cfg.trainer.eval_batch_size)
+    tta_name, tta = pick_tta(state, cfg, overrides.get("tta"))
     loss, acc = evaluate(model, split, preprocess, device, batch)
-    result = {"split": split_name, "accuracy": acc, "loss": loss, "n": len(split)}
+    loss_tta, acc_tta = evaluate(model, split, preprocess, device, batch, tta)
+    result = {"split": split_name, "accuracy": acc, "loss": loss, "tta": tta_name, "accuracy_tta": acc_tta,
+              "loss_tta": loss_tta, "n": len(split)}
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{split_name}: accuracy {acc:.4f}  loss {loss:.4f}  ({len(split)} images)")
+    print(f"{split_name}: accuracy {acc:.4f}  loss {loss:.4f}  ({len(split)} images); "
+          f"with tta={tta_name}: accuracy {acc_tta:.4f}  loss {loss_tta:.4f}")
     return result
 
 

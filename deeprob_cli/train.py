@@ -28,10 +28,10 @@ from tqdm import tqdm
 
 from . import UserError, init_stats
 from .checkpoint import link_checkpoint, load_checkpoint, provenance, restore_rng, rng_state, save_checkpoint
-from .components.augment import compose
+from .components.augment import compose, log_examples
 from .config import CONFIG_DIR, build, check, selected, to_plain
 from .data import load_data
-from .evaluate import evaluate
+from .evaluate import evaluate, final_scores
 from .monitor import Monitor
 
 log = logging.getLogger("deeprob")
@@ -83,14 +83,17 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     initialize = build(cfg.init, "init")
     augment = compose(build(node, f"augment.{name}") for name, node in selected(cfg, "augment").items())
     regularizers = [build(node, f"regularizer.{name}") for name, node in selected(cfg, "regularizer").items()]
+    tta = build(cfg.tta, "tta")
 
     # data: whole splits as uint8 tensors on the training device; statistics from the training split only
     data = load_data(cfg.dataset)
     preprocess = build(cfg.preprocess, "preprocess").fit(data.train.images).to(device)
     train_split = move(data.train, device)
+    augment.fit(data.train.images)  # options with training statistics (pca_color)
 
     # model from the groups, then its initialization (Kaiming's gain follows the chosen activation)
-    model = build(cfg.model, "model", in_shape=data.shape, num_classes=len(data.classes), activation=activation)
+    model = build(cfg.model, "model", in_shape=preprocess.output_shape(data.shape), num_classes=len(data.classes),
+                  activation=activation)
     first_batch = preprocess(train_split.images[: cfg.trainer.batch_size].float().div(255))
     initialize(model, activation=activation(), batch=first_batch.cpu())
     model.to(device)
@@ -119,6 +122,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
         monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
                          "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
                          "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
+        log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
 
     def checkpoint():
@@ -203,8 +207,8 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
             if improved:
                 link_checkpoint(out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt")
 
-    test_acc = evaluate(model, data.test, preprocess, device, cfg.trainer.eval_batch_size)[1] if data.test else None
-    summary = finish("completed", test_acc=test_acc)
+    scores = final_scores(model, data, preprocess, device, cfg.trainer.eval_batch_size, tta)
+    summary = finish("completed", **scores)
     log.info("done: val_acc %s, %.0f images/s, summary in %s", summary["val_acc"], summary["images_per_second"], out)
     return summary["val_acc"] if summary["val_acc"] is not None else summary["train_acc"]
 

@@ -1,11 +1,19 @@
 """Data augmentation (conf/augment/, multi-select): batched tensor ops with a random draw per example.
 
-Each option is a callable `aug(x, generator)` on a float batch (N,C,H,W) in [0, 1] on the training device.
-torchvision.transforms.v2 draws ONE set of random parameters for a whole batch tensor, so the cheap, hot
-ops are written here as batched code. Try: deeprob train dataset=synthetic augment=[flip,crop]
+Each option is a callable `aug(x, generator)` on a float batch (N,C,H,W) in [0, 1] on the training device;
+an option that needs statistics of the training split also has `fit(images_uint8)`, which train.py calls
+through `compose(...).fit(train_images)`. torchvision.transforms.v2 draws ONE set of random parameters for a
+whole batch tensor, so the hot ops are written here as batched code with per-example parameters; RandAugment,
+which has no batched form, runs torchvision's own per example.
+Try: deeprob train dataset=synthetic augment=[flip,crop,color_jitter]
 """
+import math
+
 import torch
 import torch.nn.functional as F
+from torchvision.ops import roi_align
+from torchvision.transforms import v2
+from torchvision.utils import make_grid
 
 
 class Flip:
@@ -43,13 +51,194 @@ class Crop:
         return out.gather(3, cols)
 
 
-def compose(augments):
-    """Apply the selected augmentations in order; an empty selection is the identity."""
-    augments = list(augments)
+def _uniform(n, low, high, generator, device):
+    """n draws of U(low, high) from generator (on its device), moved to `device`."""
+    on = generator.device if generator is not None else device
+    return (torch.rand(n, generator=generator, device=on) * (high - low) + low).to(device)
 
-    def apply(x, generator=None):
-        for aug in augments:
+
+class Scale:
+    """Random crop of random area fraction and aspect ratio, resized back to the input size (the lecture's
+    "random crops and scales"; Szegedy et al. 2015's random-resized-crop), one box per example, bilinear
+    resampling of all boxes at once with torchvision.ops.roi_align."""
+
+    def __init__(self, scale=(0.35, 1.0), ratio=(0.75, 4 / 3)):
+        scale, ratio = tuple(scale), tuple(ratio)
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"augment.scale.scale: {list(scale)} is not allowed; expected [low, high] with 0 < low ≤ high ≤ 1")
+        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"augment.scale.ratio: {list(ratio)} is not allowed; expected [low, high] with 0 < low ≤ high")
+        self.scale, self.ratio = scale, ratio
+
+    def boxes(self, n, h, w, generator, device):
+        """(n, 4) boxes x1, y1, x2, y2 in pixel units: area fraction ~ U(scale), log aspect ~ U(log ratio)."""
+        area = _uniform(n, *self.scale, generator, device)
+        aspect = _uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]), generator, device).exp()
+        bw = (area * aspect).sqrt().clamp(max=1) * w  # aspect = width/height, relative to the image's own
+        bh = (area / aspect).sqrt().clamp(max=1) * h
+        x1 = _uniform(n, 0, 1, generator, device) * (w - bw)
+        y1 = _uniform(n, 0, 1, generator, device) * (h - bh)
+        return torch.stack([x1, y1, x1 + bw, y1 + bh], 1)
+
+    def __call__(self, x, generator=None):
+        n, _, h, w = x.shape
+        return resized_crop(x, self.boxes(n, h, w, generator, x.device))
+
+
+def resized_crop(x, boxes):
+    """Crop box i (x1, y1, x2, y2 in pixels) of image i and resize it to the image's size, bilinearly."""
+    n, _, h, w = x.shape
+    rois = torch.cat([torch.arange(n, device=x.device, dtype=x.dtype).view(n, 1), boxes.to(x.dtype)], 1)
+    # aligned=True: pixel i covers [i, i+1), so the full box samples every pixel centre exactly
+    return roi_align(x, rois, (h, w), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+
+
+class ColorJitter:
+    """Brightness, contrast, saturation and hue, each factor drawn per example (torchvision's ColorJitter
+    ranges: brightness/contrast/saturation factor ~ U(1−a, 1+a), hue shift ~ U(−h, h) of a full turn),
+    applied in that order with torchvision's formulas, batched."""
+
+    def __init__(self, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1):
+        for key, value, top in (("brightness", brightness, None), ("contrast", contrast, None),
+                                ("saturation", saturation, None), ("hue", hue, 0.5)):
+            if not (isinstance(value, (int, float)) and value >= 0 and (top is None or value <= top)):
+                raise ValueError(f"augment.color_jitter.{key}: {value!r} is not allowed; expected a number ≥ 0"
+                                 + (f" and ≤ {top}" if top else ""))
+        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+
+    def __call__(self, x, generator=None):
+        n, d = len(x), x.device
+        factors = [_uniform(n, 1 - a, 1 + a, generator, d).clamp_min(0)
+                   for a in (self.brightness, self.contrast, self.saturation)]
+        return jitter(x, *factors, _uniform(n, -self.hue, self.hue, generator, d))
+
+
+def _blend(a, b, ratio):
+    """ratio·a + (1−ratio)·b clamped to [0, 1], ratio per example (torchvision's _blend)."""
+    ratio = ratio.view(-1, 1, 1, 1)
+    return (a * ratio + b * (1 - ratio)).clamp_(0, 1)
+
+
+def _gray(x):
+    """ITU-R 601-2 luma, torchvision's rgb_to_grayscale weights."""
+    r, g, b = x.unbind(1)
+    return (r * 0.2989 + g * 0.587 + b * 0.114).unsqueeze(1)
+
+
+def jitter(x, brightness, contrast, saturation, hue):
+    """adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue of torchvision with per-example factors."""
+    x = _blend(x, torch.zeros_like(x), brightness)
+    mean = (_gray(x) if x.shape[1] == 3 else x).mean(dim=(1, 2, 3), keepdim=True)
+    x = _blend(x, mean, contrast)
+    if x.shape[1] != 3:  # saturation and hue are colour operations; grey images pass unchanged
+        return x
+    x = _blend(x, _gray(x), saturation)
+    return shift_hue(x, hue)
+
+
+def shift_hue(x, shift):
+    """Rotate the HSV hue of each RGB image by shift[i] (a fraction of a full turn)."""
+    r, g, b = x.unbind(1)
+    v, _ = x.max(1)
+    low, _ = x.min(1)
+    delta = v - low
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    h = torch.where(v == r, ((g - b) / safe) % 6, torch.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    h = torch.where(delta > 0, h, torch.zeros_like(h)) / 6
+    s = torch.where(v > 0, delta / torch.where(v > 0, v, torch.ones_like(v)), torch.zeros_like(v))
+    h = (h + shift.view(-1, 1, 1)) % 1
+    # HSV → RGB: channel n ∈ (5, 3, 1) = v − v·s·clamp(min(k, 4−k), 0, 1), k = (n + 6h) mod 6
+    k = (torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1) + 6 * h.unsqueeze(1)) % 6
+    return (v.unsqueeze(1) * (1 - s.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1))).clamp_(0, 1)
+
+
+class PCAColor:
+    """AlexNet's "fancy PCA" (Krizhevsky et al. 2012, section 4.1): add Σᵢ αᵢ·σᵢ·uᵢ to every pixel of an image,
+    uᵢ the principal axes of the training split's RGB pixels, αᵢ ~ N(0, std²) drawn per example. σᵢ = √λᵢ,
+    the data's spread along uᵢ (AlexNet writes λᵢ for 0..255 pixels; √λ makes the offset independent of the
+    pixel scale, as in fb.resnet.torch). Not clamped: every pixel of an image moves by the same offset."""
+
+    def __init__(self, std: float = 0.1):
+        if not (isinstance(std, (int, float)) and std >= 0):
+            raise ValueError(f"augment.pca_color.std: {std!r} is not allowed; expected a number ≥ 0")
+        self.std, self.axes = std, None
+
+    def fit(self, images):
+        """Principal axes of the training pixels' colours (C×C covariance, cached)."""
+        from .preprocess import cached, eigh_descending, patch_moments
+
+        def compute(im):
+            values, vectors = eigh_descending(patch_moments(im, 1)[1])
+            return {"values": values, "vectors": vectors}
+
+        stats = cached(images, "pixel_eigen", compute)
+        self.axes = (stats["vectors"] * stats["values"].sqrt()).float()  # column i = σᵢ·uᵢ
+        return self
+
+    def __call__(self, x, generator=None):
+        if self.axes is None:
+            raise RuntimeError("PCAColor.fit(train_images) must run before augmenting")
+        on = generator.device if generator is not None else x.device
+        alpha = torch.randn(len(x), self.axes.shape[0], generator=generator, device=on).to(x.device) * self.std
+        offset = alpha @ self.axes.to(x.device).T  # (N, C)
+        return x + offset.view(len(x), -1, 1, 1)
+
+
+class RandAugment:
+    """RandAugment (Cubuk et al. 2020): N ops of magnitude M from the lecture's 14, drawn per example.
+    torchvision.transforms.v2.RandAugment on each uint8 image (it has no per-example batched form), on the
+    CPU, with torch's global RNG seeded from `generator` inside torch.random.fork_rng (repeatable, and the
+    caller's global RNG state is left untouched)."""
+
+    def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31):
+        if not (isinstance(num_magnitude_bins, int) and num_magnitude_bins >= 2):
+            raise ValueError(f"augment.randaugment.num_magnitude_bins: {num_magnitude_bins!r} is not allowed; "
+                             f"expected an integer ≥ 2")
+        if not (isinstance(magnitude, int) and 0 <= magnitude < num_magnitude_bins):
+            raise ValueError(f"augment.randaugment.magnitude: {magnitude!r} is not allowed; expected an integer "
+                             f"in 0..{num_magnitude_bins - 1}")
+        if not (isinstance(num_ops, int) and num_ops >= 0):
+            raise ValueError(f"augment.randaugment.num_ops: {num_ops!r} is not allowed; expected an integer ≥ 0")
+        self.op = v2.RandAugment(num_ops, magnitude, num_magnitude_bins)
+
+    def __call__(self, x, generator=None):
+        on = generator.device if generator is not None else x.device
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=on))
+        images = x.mul(255).round_().to("cpu", torch.uint8)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out = torch.stack([self.op(image) for image in images])
+        return out.to(x.device).float().div_(255)
+
+
+class Compose:
+    """The selected augmentations applied in order; an empty selection is the identity."""
+
+    def __init__(self, augments):
+        self.augments = list(augments)
+
+    def fit(self, images):
+        """Give every option that needs training statistics the training split's uint8 images."""
+        for aug in self.augments:
+            if hasattr(aug, "fit"):
+                aug.fit(images)
+        return self
+
+    def __call__(self, x, generator=None):
+        for aug in self.augments:
             x = aug(x, generator)
         return x
 
-    return apply
+
+def compose(augments):
+    """Apply the selected augmentations in order; an empty selection is the identity."""
+    return Compose(augments)
+
+
+def log_examples(writer, images, augment, seed: int, draws: int = 3):
+    """Write a grid to TensorBoard (tag augment/examples): one row of training images, then `draws` rows of
+    augmented versions (their own generator, so training's augmentation stream is unchanged)."""
+    generator = torch.Generator(images.device).manual_seed(seed)
+    x = images.float().div(255)
+    rows = [x] + [augment(x, generator).clamp(0, 1) for _ in range(draws)]
+    writer.add_image("augment/examples", make_grid(torch.cat(rows).cpu(), nrow=len(x), padding=1), 0)

@@ -1,12 +1,21 @@
 """Input preprocessing (conf/preprocess/): statistics fitted on the training split only.
 
-Every option is a small class: `fit(images_uint8)` learns its statistics, calling it maps a float batch
-in [0, 1] to model inputs, and `state_dict()` / `load_state_dict()` carry the statistics in checkpoints
-so `deeprob eval` applies exactly the same transform. Try: deeprob train dataset=synthetic preprocess=none
+Every option is a small nn.Module: `fit(images_uint8)` learns its statistics (computed once per training set
+and cached under deeprob_cli.data.cache_dir()), calling it maps a float batch in [0, 1] to model inputs,
+`output_shape(in_shape)` says what the model receives, and the buffers travel in `state_dict()` so
+`deeprob eval` applies exactly the same transform.
+Try: deeprob train dataset=synthetic model=mlp preprocess=whiten
 """
+import hashlib
+import io
+import os
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+
+# ---------------------------------------------------------------- statistics (float64, chunked)
 
 def pixel_moments(images: torch.Tensor, chunk: int = 4096):
     """Per-channel mean and std of uint8 images (N,C,H,W) scaled to [0,1], in float64, chunked for memory."""
@@ -23,8 +32,65 @@ def pixel_moments(images: torch.Tensor, chunk: int = 4096):
     return mean, std
 
 
-class Identity(nn.Module):
-    """Pixels in [0, 1], nothing fitted."""
+def _mean_and_covariance(rows):
+    """Mean and covariance of the rows of the float64 matrices yielded by `rows` (two passes avoided:
+    Σ = E[xxᵀ] − μμᵀ accumulated in float64)."""
+    total, outer, count = 0, 0, 0
+    for x in rows:
+        total = total + x.sum(0)
+        outer = outer + x.T @ x
+        count += len(x)
+    mean = total / count
+    return mean, outer / count - torch.outer(mean, mean)
+
+
+def image_moments(images: torch.Tensor, chunk: int = 1024):
+    """Mean (D,) and covariance (D,D) of whole images flattened to D = C·H·W values in [0,1]."""
+    return _mean_and_covariance(images[s:s + chunk].flatten(1).to(torch.float64) / 255
+                                for s in range(0, len(images), chunk))
+
+
+def patch_moments(images: torch.Tensor, size: int, chunk: int = 256):
+    """Mean and covariance of every k×k patch (C·k² values, torch.nn.functional.unfold order) in [0,1]."""
+    def rows():
+        for s in range(0, len(images), chunk):
+            x = images[s:s + chunk].to(torch.float64) / 255
+            yield F.unfold(x, size).transpose(1, 2).reshape(-1, images.shape[1] * size * size)
+    return _mean_and_covariance(rows())
+
+
+def cached(images: torch.Tensor, tag: str, compute) -> dict:
+    """compute(images) -> {name: tensor}, once per (training images, tag): later calls read the cache file."""
+    from ..data import cache_dir
+
+    key = hashlib.sha1(f"{tag}\0{tuple(images.shape)}\0".encode())
+    key.update(images.contiguous().cpu().numpy().data)
+    path = cache_dir() / "statistics" / f"{tag}-{key.hexdigest()[:20]}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception:  # a torn or foreign file is only a cache: compute again
+            pass
+    stats = compute(images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(stats, buffer)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)  # atomic: a concurrent run sees no file or the whole file
+    return stats
+
+
+def eigh_descending(covariance: torch.Tensor):
+    """Eigenvalues (descending, clamped ≥ 0) and eigenvectors (columns) of a symmetric matrix."""
+    values, vectors = torch.linalg.eigh(covariance)
+    return values.flip(0).clamp_min(0), vectors.flip(1)
+
+
+# ---------------------------------------------------------------- options
+
+class Preprocess(nn.Module):
+    """Base: nothing fitted; buffers sized by fit() take their stored shapes when loaded from a checkpoint."""
 
     def fit(self, images):
         return self
@@ -32,8 +98,54 @@ class Identity(nn.Module):
     def forward(self, x):
         return x
 
+    def output_shape(self, in_shape):
+        """The shape (C,H,W) of one preprocessed image, i.e. what the model is built for."""
+        return tuple(in_shape)
 
-class Standardize(nn.Module):
+    def load_state_dict(self, state, strict=True, assign=False):
+        for name, value in state.items():
+            if name in self._buffers:
+                setattr(self, name, torch.empty_like(value))
+        return super().load_state_dict(state, strict, assign)
+
+
+class Identity(Preprocess):
+    """Pixels in [0, 1], nothing fitted."""
+
+
+class MeanImage(Preprocess):
+    """x − mean image (C×H×W) of the training split (AlexNet)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(0))
+
+    def fit(self, images):
+        stats = cached(images, "mean_image", lambda im: {"mean": sum(
+            im[s:s + 4096].to(torch.float64).sum(0) for s in range(0, len(im), 4096)) / (255 * len(im))})
+        self.mean = stats["mean"].float()
+        return self
+
+    def forward(self, x):
+        return x - self.mean
+
+
+class ChannelMean(Preprocess):
+    """x − per-channel mean of the training split (VGG)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(0))
+
+    def fit(self, images):
+        self.mean = _channel_stats(images)["mean"].float().view(-1, 1, 1)
+        return self
+
+    def forward(self, x):
+        return x - self.mean
+
+
+class Standardize(Preprocess):
     """(x − mean_c) / std_c with per-channel statistics of the training split (the ResNet recipe)."""
 
     def __init__(self):
@@ -42,16 +154,116 @@ class Standardize(nn.Module):
         self.register_buffer("std", torch.ones(0))
 
     def fit(self, images):
-        mean, std = pixel_moments(images)
-        self.mean = mean.float().view(-1, 1, 1)
-        self.std = std.clamp_min(1e-6).float().view(-1, 1, 1)
+        stats = _channel_stats(images)
+        self.mean = stats["mean"].float().view(-1, 1, 1)
+        self.std = stats["std"].clamp_min(1e-6).float().view(-1, 1, 1)
         return self
 
     def forward(self, x):
         return (x - self.mean) / self.std
 
-    def load_state_dict(self, state, strict=True):
-        # buffers are sized by fit(); take the stored shapes before loading
-        for name, value in state.items():
-            setattr(self, name, torch.empty_like(value))
-        return super().load_state_dict(state, strict)
+
+def _channel_stats(images):
+    return cached(images, "channel", lambda im: dict(zip(("mean", "std"), pixel_moments(im))))
+
+
+def _image_eigen(images):
+    def compute(im):
+        mean, cov = image_moments(im)
+        values, vectors = eigh_descending(cov)
+        return {"mean": mean, "values": values, "vectors": vectors}
+    return cached(images, "image_eigen", compute)
+
+
+class PCA(Preprocess):
+    """Coordinates along the principal components of the training images: z = Uₖᵀ(x − μ), so Cov(z) = diag(λ)
+    (the lecture's "decorrelated data"). The output is a vector (k,1,1), not an image: for model=mlp."""
+
+    keeps_layout = False  # config.check() refuses it for spatial models
+
+    def __init__(self, components: int | None = None):
+        super().__init__()
+        if components is not None and (not isinstance(components, int) or components < 1):
+            raise ValueError(f"preprocess.components: {components!r} is not allowed; expected null (all) or an integer ≥ 1")
+        self.components = components
+        self.register_buffer("mean", torch.zeros(0))
+        self.register_buffer("projection", torch.zeros(0, 0))
+
+    def fit(self, images):
+        stats = _image_eigen(images)
+        dims = stats["vectors"].shape[0]
+        k = dims if self.components is None else self.components
+        if k > dims:
+            raise ValueError(f"preprocess.components: {k} is more than the {dims} values of one image; use at most {dims}")
+        self.mean = stats["mean"].float()
+        self.projection = stats["vectors"][:, :k].float()
+        return self
+
+    def forward(self, x):
+        z = (x.flatten(1) - self.mean) @ self.projection
+        return z.view(len(x), -1, 1, 1)
+
+    def output_shape(self, in_shape):
+        return (self.projection.shape[1], 1, 1)
+
+
+class Whiten(Preprocess):
+    """ZCA whitening of whole images: x' = U diag(1/√(λ+ε)) Uᵀ (x − μ), so Cov(x') = U diag(λ/(λ+ε)) Uᵀ ≈ I
+    (the lecture's "whitened data"; ZCA keeps the pixel layout, Bell & Sejnowski 1997)."""
+
+    def __init__(self, eps: float = 1e-2):
+        super().__init__()
+        if not eps > 0:
+            raise ValueError(f"preprocess.eps: {eps!r} is not allowed; expected a number > 0")
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(0))
+        self.register_buffer("matrix", torch.zeros(0, 0))
+
+    def fit(self, images):
+        stats = _image_eigen(images)
+        u = stats["vectors"]
+        self.mean = stats["mean"].float()
+        self.matrix = (u * (stats["values"] + self.eps).rsqrt()) @ u.T  # symmetric, float64 until here
+        self.matrix = self.matrix.float()
+        return self
+
+    def forward(self, x):
+        return ((x.flatten(1) - self.mean) @ self.matrix).view(x.shape)
+
+
+class PatchWhiten(Preprocess):
+    """Whitening of k×k patches as a fixed first convolution (as fast CIFAR trainers do, e.g. Keller Jordan's
+    airbench): one filter per principal component of the training patches, wᵢ = uᵢ/√(λᵢ+ε), bias −wᵢᵀμ;
+    the output has C·k² channels with Cov ≈ I, at the input's height and width (padding 'same')."""
+
+    def __init__(self, kernel_size: int = 3, eps: float = 1e-3):
+        super().__init__()
+        if not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ValueError(f"preprocess.kernel_size: {kernel_size!r} is not allowed; expected an integer ≥ 1")
+        if not eps > 0:
+            raise ValueError(f"preprocess.eps: {eps!r} is not allowed; expected a number > 0")
+        self.kernel_size, self.eps = kernel_size, eps
+        self.register_buffer("weight", torch.zeros(0, 0, 0, 0))
+        self.register_buffer("bias", torch.zeros(0))
+
+    def fit(self, images):
+        k = self.kernel_size
+
+        def compute(im):
+            mean, cov = patch_moments(im, k)
+            values, vectors = eigh_descending(cov)
+            return {"mean": mean, "values": values, "vectors": vectors}
+
+        stats = cached(images, f"patch_eigen{k}", compute)
+        filters = stats["vectors"].T * (stats["values"] + self.eps).rsqrt().unsqueeze(1)  # row i = wᵢ
+        self.weight = filters.float().view(-1, images.shape[1], k, k)
+        self.bias = (-(filters @ stats["mean"])).float()
+        return self
+
+    def forward(self, x):
+        k = self.weight.shape[-1]
+        before, after = (k - 1) // 2, k // 2  # 'same' size; explicit so even k pads without a copy warning
+        return F.conv2d(F.pad(x, (before, after, before, after)), self.weight, self.bias)
+
+    def output_shape(self, in_shape):
+        return (self.weight.shape[0], *tuple(in_shape)[1:])
