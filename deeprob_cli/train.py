@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from . import UserError, __version__
 from .checkpoint import save_checkpoint
+from .components.activation import materialize
 from .components.augment import compose
 from .config import CONFIG_DIR, build, check, selected, to_plain
 from .data import load_data
@@ -66,9 +67,11 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
 
     # model from the groups, then its initialization (Kaiming's gain follows the chosen activation)
     activation = build(cfg.activation, "activation")
+    build(cfg.activation, "activation", _partial_=False)  # one instance now: a bad activation.* value fails here
     model = build(cfg.model, "model", in_shape=data.shape, num_classes=len(data.classes), activation=activation)
     initialize = build(cfg.init, "init")
     first_batch = preprocess(train_split.images[: cfg.trainer.batch_size].float().div(255))
+    materialize(model, first_batch.cpu())  # per-channel PReLU: α takes its size from the data
     initialize(model, activation=activation(), batch=first_batch.cpu())
     model.to(device)
     params = sum(p.numel() for p in model.parameters())
