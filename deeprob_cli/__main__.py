@@ -7,11 +7,14 @@ commands:
   train [overrides]          train one configuration (Hydra: -m for sweeps, --help for every group and option,
                              --cfg job to print the composed config)
   eval RUN_DIR [split=...]   evaluate a run's last checkpoint on val or test, write RUN_DIR/eval.json
+  plot activations [out=F]   every activation and its derivative on one sheet (default activations.png);
+                             inside a run's folder also logged to its TensorBoard
 
 examples:
   deeprob train activation=gelu init=kaiming augment=[flip,crop] regularizer=[l2]
   deeprob train -m activation=relu,tanh,gelu dataset=synthetic
   deeprob eval runs/2026-11-28/10-00-00 split=test
+  deeprob plot activations out=activations.png
 """
 
 
@@ -31,7 +34,11 @@ def main():
         from .evaluate import main as eval_main
 
         return eval_main(rest)
-    print(f"deeprob: error: unknown command {command!r}; choose one of: train, eval (deeprob --help)", file=sys.stderr)
+    if command == "plot":
+        from .plot import main as plot_main
+
+        return plot_main(rest)
+    print(f"deeprob: error: unknown command {command!r}; choose one of: train, eval, plot (deeprob --help)", file=sys.stderr)
     return 2
 
 
