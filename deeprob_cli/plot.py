@@ -47,8 +47,8 @@ def options(run_dir: Path = None) -> dict:
         chosen = OmegaConf.select(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml"), "hydra.runtime.choices.activation")
         config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
         if chosen in found and "activation" in config:
-            found[chosen] = config.activation
-            found[f"{chosen} (this run)"] = found.pop(chosen)
+            found = {(f"{k} (this run)" if k == chosen else k): (config.activation if k == chosen else v)
+                     for k, v in found.items()}
     return found
 
 
@@ -60,12 +60,13 @@ def draw(configs: dict) -> Figure:
     fig = Figure(figsize=(3.2 * cols, 2.8 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
     for ax, (name, node) in zip(axes.flat, configs.items()):
-        y, dy = curves(instantiate(node, _partial_=False), x)
+        module = instantiate(node, _partial_=False)
+        y, dy = curves(module, x)
         ax.plot(x, y, color="tab:blue", label="f(x)")
         ax.plot(x, dy, color="tab:red", linestyle="--", label="f'(x)")
         ax.axhline(0, color="grey", linewidth=0.5)
         ax.axvline(0, color="grey", linewidth=0.5)
-        gated = " (linear half = 1)" if getattr(instantiate(node, _partial_=False), "in_factor", 1) == 2 else ""
+        gated = " (linear half = 1)" if getattr(module, "in_factor", 1) == 2 else ""
         ax.set_title(name + gated, fontweight="bold" if "this run" in name else "normal")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(configs):]:

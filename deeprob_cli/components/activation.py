@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
-from torch.nn.parameter import UninitializedParameter, is_lazy
+from torch.nn.parameter import UninitializedParameter
 
 GELU_APPROXIMATIONS = ("none", "tanh", "sigmoid")
 SIGMOID_GELU_SCALE = 1.702  # x·σ(1.702x) ≈ x·Φ(x) (Hendrycks & Gimpel 2016, section 2; the lecture's form)
@@ -125,7 +125,7 @@ class SwiGLU(nn.Module):
 
 def materialize(model: nn.Module, batch: torch.Tensor):
     """Give lazily sized parameters (per-channel PReLU) their size with one forward pass in eval mode, no grad."""
-    if not any(is_lazy(p) for p in model.parameters()):
+    if not any(isinstance(m, LazyModuleMixin) for m in model.modules()):
         return
     was_training = model.training
     model.eval()
