@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import FAST, run_cli, summary
+from conftest import FAST
 from conftest import make_cfg as compose
 from deeprob_cli import UserError
 from deeprob_cli.components.activation import SwiGLU, materialize
@@ -190,29 +190,24 @@ def test_a_bad_parameter_fails_before_training_in_one_line(tmp_path, override, m
     assert not list(tmp_path.iterdir())  # nothing written
 
 
-def test_prelu_run_saves_and_evaluates_per_channel_alpha(tmp_path):
-    run_cli("train", *FAST, "model=convnet", "activation=prelu", "hydra.run.dir=run", cwd=tmp_path)
-    run = tmp_path / "run"
-    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
-    assert state["act1_1.weight"].shape == (8,) and state["act2_1.weight"].shape == (16,)
-    assert summary(run)["params"] == sum(v.numel() for k, v in state.items() if "running" not in k
-                                         and "num_batches" not in k)
-    result = run_cli("eval", "run", cwd=tmp_path)
-    assert "accuracy" in result.stdout
+def test_plot_outside_a_run(tmp_path, monkeypatch):
+    from deeprob_cli.plot import plot_activations
 
-    # plot inside the run's folder: a PNG and an image in the run's TensorBoard
-    run_cli("plot", "activations", cwd=run)
-    assert (run / "activations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run))
-    acc.Reload()
-    assert "activations" in acc.Tags()["images"]
-
-
-def test_plot_outside_a_run(tmp_path):
-    run_cli("plot", "activations", "out=sheet/acts.png", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    plot_activations(["out=sheet/acts.png"])
+    assert (tmp_path / "sheet" / "acts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "sheet" / "acts.png").stat().st_size > 10_000
-    assert not list(tmp_path.rglob("events.out.tfevents*"))
-    bad = run_cli("plot", "activations", "size=3", cwd=tmp_path, check=False)
-    assert bad.returncode == 2 and bad.stderr.startswith("deeprob plot: error: plot activations: unknown argument")
+    assert not list(tmp_path.rglob("events.out.tfevents*"))  # not a run folder: no TensorBoard
+    with pytest.raises(UserError, match="plot activations: unknown argument 'size=3'"):
+        plot_activations(["size=3"])
+
+
+def test_plot_curves_are_the_activation_and_its_derivative():
+    from deeprob_cli.plot import curves
+
+    x = torch.tensor([-2.0, 0.5, 3.0], dtype=torch.float64)
+    y, dy = curves(nn.Tanh(), x)
+    torch.testing.assert_close(y, torch.tanh(x))
+    torch.testing.assert_close(dy, 1 - torch.tanh(x) ** 2)
+    y, dy = curves(SwiGLU(), x)  # the gate with its linear half at 1: swish
+    torch.testing.assert_close(y, x * torch.sigmoid(x))
