@@ -85,13 +85,20 @@ class Monitor:
         """Write activation, weight and gradient histograms and the per-layer diagnostics (call after backward)."""
         self.armed = False
         for name, entry in self.captured.items():
-            self.writer.add_histogram(f"activation/{name}", entry["output"].float().cpu(), step)
+            self.histogram(f"activation/{name}", entry["output"], step)
             self.scalars(self.diagnose(name, entry), step)
         for name, param in self.model.named_parameters():
-            self.writer.add_histogram(f"weight/{name}", param.detach().float().cpu(), step)
+            self.histogram(f"weight/{name}", param.detach(), step)
             if param.grad is not None:
-                self.writer.add_histogram(f"grad/{name}", param.grad.float().cpu(), step)
+                self.histogram(f"grad/{name}", param.grad, step)
         self.captured = {}
+
+    def histogram(self, tag: str, values: torch.Tensor, step: int):
+        """A histogram of the finite values (a diverged run has inf/nan, which TensorBoard cannot bin)."""
+        values = values.float()
+        values = values[torch.isfinite(values)].cpu()
+        if values.numel():
+            self.writer.add_histogram(tag, values, step)
 
     def diagnose(self, name: str, entry: dict) -> dict:
         """The dead/saturated fractions and mean/std scalars of one captured activation layer."""

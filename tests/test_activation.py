@@ -211,3 +211,16 @@ def test_plot_curves_are_the_activation_and_its_derivative():
     torch.testing.assert_close(dy, 1 - torch.tanh(x) ** 2)
     y, dy = curves(SwiGLU(), x)  # the gate with its linear half at 1: swish
     torch.testing.assert_close(y, x * torch.sigmoid(x))
+
+
+@pytest.mark.parametrize("beta", [1.0, 1.702])
+def test_swiglu_gain_keeps_the_second_moment(beta):
+    """Kaiming with the gated unit's gain: E[y²] ≈ E[x²] = 1 through Linear → SwiGLU (√2 would give ≈ 1.6)."""
+    from deeprob_cli.components.init import gain
+
+    torch.manual_seed(0)
+    gate = SwiGLU(beta=beta)
+    layer = nn.Linear(512, 2 * 512, bias=False)
+    nn.init.normal_(layer.weight, 0.0, gain(gate) / math.sqrt(512))
+    y = gate(layer(torch.randn(4096, 512)))
+    assert y.pow(2).mean().item() == pytest.approx(1.0, abs=0.05)

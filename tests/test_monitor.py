@@ -157,3 +157,10 @@ def test_plot_inside_a_run_logs_to_its_tensorboard(sweep):
     events = EventAccumulator(str(run))
     events.Reload()
     assert "activations" in events.Tags()["images"]
+
+
+def test_a_diverged_layer_is_still_logged(tmp_path):
+    model = probe(nn.ReLU, bias=float("inf"))
+    values, _ = snapshot(model, nn.ReLU, tmp_path, torch.randn(4, 4))  # inf activations, nan gradients
+    scalars, histograms = read_events(tmp_path)
+    assert "dead/act1" in scalars and "weight/head.weight" in histograms

@@ -112,6 +112,7 @@ class SwiGLU(nn.Module):
     def __init__(self, beta: float = 1.0):
         super().__init__()
         self.register_buffer("beta", torch.tensor(_number("activation.beta", beta)))
+        self.init_gain = swiglu_gain(float(self.beta))
 
     def forward(self, x):
         if x.dim() < 2 or x.shape[1] % 2:
@@ -121,6 +122,22 @@ class SwiGLU(nn.Module):
 
     def extra_repr(self):
         return f"beta={float(self.beta):g}"
+
+
+def swiglu_gain(beta: float) -> float:
+    """The Kaiming gain g with E[(Swish_β(g·z₁)·g·z₂)²] = 1 for z₁, z₂ ~ N(0, 1): unit second moment in and out.
+
+    He et al.'s derivation (Var(y) = fan_in·Var(W)·E[x²]) applied to the gated product; the product is
+    quadratic in the scale, so ReLU's √2 would grow the signal by a constant factor per layer.
+    """
+    z = torch.linspace(-12.0, 12.0, 4801, dtype=torch.float64)
+    weight = torch.exp(-z ** 2 / 2) / math.sqrt(2 * math.pi) * (z[1] - z[0])  # N(0, 1) quadrature
+    second_moment = lambda g: float((((g * z) * torch.sigmoid(beta * g * z)) ** 2 * weight).sum()) * g * g  # noqa: E731
+    low, high = 0.1, 10.0
+    for _ in range(60):  # bisection: the second moment grows with g
+        mid = (low + high) / 2
+        low, high = (mid, high) if second_moment(mid) < 1 else (low, mid)
+    return low
 
 
 def materialize(model: nn.Module, batch: torch.Tensor):
