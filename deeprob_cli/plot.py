@@ -47,7 +47,7 @@ def options(run_dir: Path = None) -> dict:
         chosen = OmegaConf.select(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml"), "hydra.runtime.choices.activation")
         config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
         if chosen in found and "activation" in config:
-            found = {(f"{k} (this run)" if k == chosen else k): (config.activation if k == chosen else v)
+            found = {(f"{k} (this run's config)" if k == chosen else k): (config.activation if k == chosen else v)
                      for k, v in found.items()}
     return found
 

@@ -134,7 +134,8 @@ def test_event_files_hold_the_diagnostics(sweep):
         layers = {t.split("/", 1)[1] for t in histograms if t.startswith("activation/")}
         assert layers == {"act1_1", "act1_2", "act2_1", "act2_2"}  # FAST: two stages of two convs
         for layer in layers:
-            assert {f"dead/{layer}", f"preact/mean/{layer}", f"act/std/{layer}", f"act_grad/std/{layer}"} <= set(scalars)
+            expected = {f"dead/{layer}", f"preact/mean/{layer}", f"act/std/{layer}", f"act_grad/std/{layer}"}
+            assert expected <= set(scalars)
             assert (f"saturated/{layer}" in scalars) == (name == "sigmoid")
             assert all(0.0 <= v <= 1.0 for _, v in scalars[f"dead/{layer}"])
 
