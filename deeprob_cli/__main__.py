@@ -10,19 +10,22 @@ commands:
                              init= (same overrides, -m and --cfg as train): a table, stats.json, histograms.png
   eval RUN_DIR [split=...]   evaluate a run's last checkpoint on val or test, write RUN_DIR/eval.json
   compare PATH... [--csv]    table of runs sorted by val accuracy (columns: what differs) + curves PNG
+  plot activations [out=F]   every activation and its derivative on one sheet (default activations.png);
+                             inside a run's folder also logged to its TensorBoard
 
 examples:
   deeprob train activation=gelu init=kaiming augment=[flip,crop] regularizer=[l2]
   deeprob train -m activation=relu,tanh,gelu dataset=synthetic
   deeprob init-stats init=normal init.std=0.05 activation=tanh
   deeprob eval runs/2026-11-28/10-00-00 split=test
+  deeprob plot activations out=activations.png
 """
 
 
 # sub-commands run through train.py's one Hydra entry point, with the task override they add
 HYDRA_COMMANDS = {"train": None, "init-stats": "task=init_stats"}
 # sub-commands with their own argument parsing: the module whose main(args) runs them
-PLAIN_COMMANDS = {"eval": "evaluate", "compare": "compare"}
+PLAIN_COMMANDS = {"eval": "evaluate", "compare": "compare", "plot": "plot"}
 
 
 def main():

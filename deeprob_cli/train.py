@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from . import UserError, init_stats
 from .checkpoint import link_checkpoint, load_checkpoint, provenance, restore_rng, rng_state, save_checkpoint
+from .components.activation import materialize
 from .components.augment import compose, log_examples
 from .config import CONFIG_DIR, build, check, selected, to_plain
 from .data import load_data
@@ -80,6 +81,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
 
     # components that need no data are built first, so a bad parameter fails before any work
     activation = build(cfg.activation, "activation")
+    build(cfg.activation, "activation", _partial_=False)  # one instance now: a bad activation.* value fails here
     initialize = build(cfg.init, "init")
     augment = compose(build(node, f"augment.{name}") for name, node in selected(cfg, "augment").items())
     regularizers = [build(node, f"regularizer.{name}") for name, node in selected(cfg, "regularizer").items()]
@@ -95,6 +97,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     model = build(cfg.model, "model", in_shape=preprocess.output_shape(data.shape), num_classes=len(data.classes),
                   activation=activation)
     first_batch = preprocess(train_split.images[: cfg.trainer.batch_size].float().div(255))
+    materialize(model, first_batch.cpu())  # per-channel PReLU: α takes its size from the data
     initialize(model, activation=activation(), batch=first_batch.cpu())
     model.to(device)
     params = sum(p.numel() for p in model.parameters())

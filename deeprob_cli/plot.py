@@ -1,0 +1,112 @@
+"""`deeprob plot activations [out=FILE.png]`: every option of conf/activation/ and its derivative on one sheet.
+
+Each panel draws f(x) and f'(x) (autograd, float64) over the lecture's range. Run inside a training run's folder
+(one holding .hydra/), the run's own activation is drawn with the run's parameters and marked, and the same
+figure is logged to the run's TensorBoard (tag `activations`). A gated unit (SwiGLU) is drawn with its linear
+half fixed at 1, i.e. as its swish gate.
+"""
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+
+import torch  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from . import UserError  # noqa: E402
+from .config import CONFIG_DIR  # noqa: E402
+
+USAGE = "usage: deeprob plot activations [out=FILE.png]"
+X_RANGE = (-6.0, 6.0)
+POINTS = 1201
+ORDER = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "swish", "swiglu")  # the lecture's
+
+
+def curves(module: torch.nn.Module, x: torch.Tensor):
+    """(f(x), f'(x)) of an activation module on the 1-D grid x; a gated unit's linear half is held at 1."""
+    module = module.double()
+    x = x.detach().double().requires_grad_()
+    column = x[:, None]
+    if getattr(module, "in_factor", 1) == 2:
+        column = torch.cat([column, torch.ones_like(column)], dim=1)
+    y = module(column)[:, 0]
+    (dy,) = torch.autograd.grad(y.sum(), x)
+    return y.detach(), dy
+
+
+def options(run_dir: Path = None) -> dict:
+    """{name: activation config} for every conf/activation/ option; a run's own choice with the run's values."""
+    paths = sorted((CONFIG_DIR / "activation").glob("*.yaml"),
+                   key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.stem))
+    found = {p.stem: OmegaConf.load(p) for p in paths}
+    if run_dir is not None:
+        chosen = OmegaConf.select(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml"), "hydra.runtime.choices.activation")
+        config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+        if chosen in found and "activation" in config:
+            found = {(f"{k} (this run's config)" if k == chosen else k): (config.activation if k == chosen else v)
+                     for k, v in found.items()}
+    return found
+
+
+def draw(configs: dict) -> Figure:
+    """One sheet: a panel per activation with f (solid) and f' (dashed)."""
+    x = torch.linspace(*X_RANGE, POINTS, dtype=torch.float64)
+    cols = 5
+    rows = -(-len(configs) // cols)
+    fig = Figure(figsize=(3.2 * cols, 2.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
+    for ax, (name, node) in zip(axes.flat, configs.items()):
+        module = instantiate(node, _partial_=False)
+        y, dy = curves(module, x)
+        ax.plot(x, y, color="tab:blue", label="f(x)")
+        ax.plot(x, dy, color="tab:red", linestyle="--", label="f'(x)")
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.axvline(0, color="grey", linewidth=0.5)
+        gated = " (linear half = 1)" if getattr(module, "in_factor", 1) == 2 else ""
+        ax.set_title(name + gated, fontweight="bold" if "this run" in name else "normal")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(configs):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(loc="upper left")
+    fig.suptitle(f"activations and their derivatives on [{X_RANGE[0]:g}, {X_RANGE[1]:g}]")
+    return fig
+
+
+def plot_activations(args) -> Path:
+    """Draw the sheet, save it, and log it to the run's TensorBoard when the current folder is a run."""
+    out = Path("activations.png")
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key != "out" or not value:
+            raise UserError(f"plot activations: unknown argument {arg!r}; {USAGE}")
+        out = Path(value)
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UserError(f"out: {str(out)!r} is not allowed; expected a file name ending in .png, .pdf or .svg")
+    run_dir = Path.cwd() if (Path.cwd() / ".hydra").is_dir() else None
+    fig = draw(options(run_dir))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
+    if run_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(run_dir)) as writer:
+            writer.add_figure("activations", fig, close=False)
+        print(f"logged to TensorBoard in {run_dir} (tag activations)")
+    return out
+
+
+def main(args=None):
+    args = sys.argv[1:] if args is None else args
+    try:
+        if not args or args[0] != "activations":
+            raise UserError(f"plot: the first argument must be what to plot (activations); {USAGE}")
+        plot_activations(args[1:])
+    except UserError as e:
+        print(f"deeprob plot: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    return 0
