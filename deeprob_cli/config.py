@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
 from . import UserError
+from .components.regularizer import check_fits
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 if not CONFIG_DIR.is_dir():  # installed from a wheel: conf/ ships inside the package
@@ -51,6 +52,9 @@ def check(cfg: DictConfig):
         node = cfg.get(group)
         _require(node is None or isinstance(node, DictConfig), group, node,
                  f"a list of options, e.g. {group}=[a,b], a single option or {group}=none")
+
+    # ---- combinations: a selected regularizer needs a place in the chosen model (stochastic_depth: resnet, ...)
+    check_fits(selected(cfg, "regularizer"), cfg.model)
 
 
 def selected(cfg: DictConfig, group: str) -> dict:

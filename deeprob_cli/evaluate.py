@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 
 from . import UserError
 from .checkpoint import load_checkpoint
-from .config import build
+from .components.regularizer import apply_to_model
+from .config import build, selected
 from .data import load_data
 
 USAGE = "usage: deeprob eval RUN_DIR [split=val|test] [dataset.root=PATH] [trainer.device=cpu|cuda]"
@@ -40,6 +41,8 @@ def restore(state: dict, cfg, device):
     activation = build(cfg.activation, "activation")
     model = build(cfg.model, "model", in_shape=tuple(state["input_shape"]), num_classes=len(state["classes"]),
                   activation=activation)
+    regularizers = [build(node, f"regularizer.{name}") for name, node in selected(cfg, "regularizer").items()]
+    apply_to_model(regularizers, model, activation())  # e.g. fractional pooling's test-time averaging
     model.load_state_dict(state["model"])
     preprocess = build(cfg.preprocess, "preprocess")
     preprocess.load_state_dict(state["preprocess"])

@@ -16,7 +16,6 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from . import UserError, __version__
 from .checkpoint import save_checkpoint
 from .components.augment import compose
+from .components.regularizer import apply_to_model, batch_mixer, loss_function
 from .config import CONFIG_DIR, build, check, selected, to_plain
 from .data import load_data
 from .evaluate import evaluate
@@ -67,6 +67,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     # model from the groups, then its initialization (Kaiming's gain follows the chosen activation)
     activation = build(cfg.activation, "activation")
     model = build(cfg.model, "model", in_shape=data.shape, num_classes=len(data.classes), activation=activation)
+    apply_to_model(regularizers, model, activation())  # dropout, dropconnect, fractional pooling, stochastic depth
     initialize = build(cfg.init, "init")
     first_batch = preprocess(train_split.images[: cfg.trainer.batch_size].float().div(255))
     initialize(model, activation=activation(), batch=first_batch.cpu())
@@ -87,6 +88,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
                      "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
     order = torch.Generator().manual_seed(cfg.trainer.seed)  # data order
     noise = torch.Generator(device).manual_seed(cfg.trainer.seed + 1)  # augmentation draws
+    mix, criterion = batch_mixer(regularizers, len(data.classes)), loss_function(regularizers)
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
 
     step, train_seconds, metrics = 0, 0.0, {}
@@ -100,11 +102,12 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
             index = permutation[i * batch_size:(i + 1) * batch_size]
             x = preprocess(augment(train_split.images[index].float().div_(255), noise))
             y = train_split.labels[index]
+            x, targets, y = mix(x, y, noise)  # cutout, mixup, cutmix; y becomes each target's dominant label
             snapshot = monitor.due(step, last_of_epoch=i == steps_per_epoch - 1)
             if snapshot:
                 monitor.snapshot()
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = criterion(logits, targets)  # cross-entropy, label-smoothed when selected
             total = loss
             for reg in regularizers:
                 extra = reg.penalty(model) if hasattr(reg, "penalty") else None
