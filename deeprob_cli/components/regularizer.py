@@ -1,19 +1,19 @@
 """Regularizers (conf/regularizer/, multi-select). Try: deeprob train dataset=synthetic regularizer=[dropout,mixup]
 
-| option           | what it does in training                                   | at test                           |
-|------------------|------------------------------------------------------------|-----------------------------------|
-| l2               | λ·ΣW² added to the loss, or decoupled W ← W − lr·λ·W       | —                                 |
-| l1               | λ·Σ|W| added to the loss                                   | —                                 |
-| elastic_net      | λ·Σ(β·W² + |W|) added to the loss                          | —                                 |
-| dropout          | units zeroed with probability p, kept ones scaled 1/(1−p)  | nothing dropped, no rescaling     |
-| dropconnect      | weights of hidden FC layers zeroed, kept ones scaled       | all connections                   |
-| fractional_pool  | max-pools become random fractional max-pools               | mean prediction of several poolings|
-| stochastic_depth | residual branches skipped, survival decaying with depth    | whole network                     |
-| cutout           | a random square set to zero / the mean / random values     | whole image                       |
-| mixup            | pairs of images and labels blended with λ ~ Beta(a, a)     | original images                   |
-| cutmix           | a box of one image pasted into another; labels by area     | original images                   |
-| label_smoothing  | targets 1−(K−1)/K·ε on the true class, ε/K elsewhere      | —                                 |
-| (model.norm=batch)| batch normalization: batch statistics in training        | running statistics                |
+| option           | what it does in training                                  | at test                             |
+|------------------|-----------------------------------------------------------|-------------------------------------|
+| l2               | λ·ΣW² added to the loss, or decoupled W ← W − lr·λ·W      | —                                   |
+| l1               | λ·Σ|W| added to the loss                                  | —                                   |
+| elastic_net      | λ·Σ(β·W² + |W|) added to the loss                         | —                                   |
+| dropout          | units zeroed with probability p, kept ones scaled 1/(1−p) | nothing dropped, no rescaling       |
+| dropconnect      | weights of hidden FC layers zeroed, kept ones scaled      | all connections                     |
+| fractional_pool  | max-pools become random fractional max-pools              | mean prediction of several poolings |
+| stochastic_depth | residual branches skipped, survival decaying with depth   | whole network                       |
+| cutout           | a random square set to zero / the mean / random values    | whole image                         |
+| mixup            | pairs of images and labels blended, λ ~ Beta(a, a)        | original images                     |
+| cutmix           | a box of one image pasted into another, labels by area    | original images                     |
+| label_smoothing  | targets 1−(K−1)/K·ε on the true class, ε/K elsewhere      | —                                   |
+| model.norm=batch | batch normalization with the batch's statistics           | running statistics                  |
 
 Weight penalties exempt biases and normalization parameters. Mixup and cutmix selected together take turns,
 one per batch. Label smoothing applies to mixed targets too: the loss sees (1−ε)·mixed + ε/K.
@@ -282,6 +282,8 @@ def _replace(model: nn.Module, name: str, new: nn.Module):
 
 
 # ---------------------------------------------------------------- batch mixing (per example, on the device)
+# torchvision.transforms.v2 MixUp, CutMix and RandomErasing draw one set of parameters per call, i.e. per batch
+# tensor; these draw per example, in a few batched tensor ops.
 
 def _boxes(n, h, w, side_h, side_w, generator, device):
     """A (n, h, w) bool mask per example: a side_h×side_w box (per-example sizes) around a uniform random centre,
