@@ -11,6 +11,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig
 
 from . import UserError
+from .components.regularizer import check_fits
 from .models import MLP
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -64,6 +65,8 @@ def check(cfg: DictConfig):
         raise UserError(f"preprocess: {preprocess.__name__.lower()} gives component coordinates, not an image, so "
                         f"model={model.__name__.lower()} cannot use it; use model=mlp, or preprocess=whiten "
                         f"(decorrelates and keeps the pixel layout)")
+    # ---- cross-group rules: a selected regularizer needs a place in the chosen model (stochastic_depth: resnet, ...)
+    check_fits(selected(cfg, "regularizer"), cfg.model)
 
 
 def selected(cfg: DictConfig, group: str) -> dict:

@@ -248,4 +248,5 @@ def make_synthetic(cfg):
         noise = torch.randn(n, channels, size, size, generator=g) * cfg.noise
         return Split((templates[labels] + noise).round().clamp(0, 255).to(torch.uint8), labels)
 
-    return draw(cfg.num_train), draw(cfg.num_test), [f"class{i}" for i in range(cfg.num_classes)]
+    train, test = draw(cfg.num_train), draw(cfg.num_test) if cfg.num_test else None
+    return train, test, [f"class{i}" for i in range(cfg.num_classes)]

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 
 from . import UserError
 from .checkpoint import load_checkpoint
-from .config import CONFIG_DIR, build
+from .components.regularizer import apply_to_model
+from .config import CONFIG_DIR, build, selected
 from .data import load_data
 
 USAGE = ("usage: deeprob eval RUN_DIR [split=val|test] [tta=none|flip|multicrop] [dataset.root=PATH] "
@@ -60,6 +61,8 @@ def restore(state: dict, cfg, device):
     activation = build(cfg.activation, "activation")
     model = build(cfg.model, "model", in_shape=preprocess.output_shape(state["input_shape"]),
                   num_classes=len(state["classes"]), activation=activation)
+    regularizers = [build(node, f"regularizer.{name}") for name, node in selected(cfg, "regularizer").items()]
+    apply_to_model(regularizers, model, activation())  # e.g. fractional pooling's test-time averaging
     model.load_state_dict(state["model"])
     return model.to(device), preprocess.to(device)
 

@@ -3,9 +3,13 @@
 Every model takes `activation`, a factory that returns a fresh activation module per layer (the chosen
 conf/activation/ option), never a hard-coded class. An activation may set `in_factor` (e.g. a gated unit
 that halves its input) and the layer before it then produces that many times the width.
+Regularizers that change a model (conf/regularizer/) find their places here: `DropoutSlot`s, the
+`stochastic_depth` of each BasicBlock, ConvNet's max-pools and its `test_samples`.
 """
+import math
 from collections import OrderedDict
 
+import torch
 from torch import nn
 
 
@@ -22,6 +26,14 @@ def _norm(kind: str, channels: int, dims: int):
     raise ValueError(f"model.norm: {kind!r} is not one of batch, none")
 
 
+class DropoutSlot(nn.Identity):
+    """Identity until regularizer=dropout puts a layer here: dims=1 before a fully connected layer, 2 on conv maps."""
+
+    def __init__(self, dims: int):
+        super().__init__()
+        self.dims = dims
+
+
 class MLP(nn.Sequential):
     """Flatten, then `depth` hidden layers of Linear → norm → activation, then a linear classifier."""
 
@@ -33,13 +45,20 @@ class MLP(nn.Sequential):
             layers[f"fc{i}"] = nn.Linear(features, width * k, bias=norm == "none")
             layers[f"norm{i}"] = _norm(norm, width * k, 1)
             layers[f"act{i}"] = activation()
+            layers[f"dropout{i}"] = DropoutSlot(1)
             features = width
         layers["head"] = nn.Linear(features, num_classes)
         super().__init__(layers)
 
 
 class ConvNet(nn.Sequential):
-    """VGG-style stages of (conv3×3 → norm → activation) × convs_per_stage then 2×2 max-pool; global pool; linear."""
+    """VGG-style stages of (conv3×3 → norm → activation) × convs_per_stage then 2×2 max-pool; global pool; linear.
+
+    In eval mode with test_samples > 1 (random pooling: regularizer=fractional_pool) the prediction is the mean
+    of the class probabilities over that many forward passes, returned as log-probabilities (valid logits).
+    """
+
+    test_samples = 1
 
     def __init__(self, in_shape, num_classes, activation, widths=(32, 64, 128), convs_per_stage=2, norm="batch"):
         k = in_factor(activation)
@@ -54,33 +73,48 @@ class ConvNet(nn.Sequential):
             if size >= 2:  # small images: stop pooling at 1×1
                 layers[f"pool{s}"] = nn.MaxPool2d(2)
                 size //= 2
+            layers[f"dropout{s}"] = DropoutSlot(2)
         layers["gap"] = nn.AdaptiveAvgPool2d(1)
         layers["flatten"] = nn.Flatten()
+        layers["dropout"] = DropoutSlot(1)
         layers["head"] = nn.Linear(channels, num_classes)
         super().__init__(layers)
 
+    def forward(self, x):
+        if self.training or self.test_samples == 1:
+            return super().forward(x)
+        # Graham 2014: average the predictions of several random poolings at test
+        log_probs = torch.stack([super(ConvNet, self).forward(x).log_softmax(1) for _ in range(self.test_samples)])
+        return log_probs.logsumexp(0) - math.log(self.test_samples)
+
 
 class BasicBlock(nn.Module):
-    """out = act(F(x) + shortcut(x)), F = conv → norm → act → conv → norm (He et al. 2016)."""
+    """out = act(F(x) + shortcut(x)), F = conv → norm → act → conv → norm (He et al. 2016).
+
+    `dropout` (between the convs, as in wide ResNets) and `stochastic_depth` (on F) are identities until a
+    regularizer sets them.
+    """
 
     def __init__(self, c_in, c_out, stride, activation, norm):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=norm == "none")
         self.norm1 = _norm(norm, c_out, 2)
         self.act1 = activation()
+        self.dropout = DropoutSlot(2)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=norm == "none")
         self.norm2 = _norm(norm, c_out, 2)
         self.act2 = activation()
+        self.stochastic_depth = nn.Identity()
         self.shortcut = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), _norm(norm, c_out, 2))
 
     def residual(self, x):
         """The residual branch F(x)."""
-        return self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
+        return self.norm2(self.conv2(self.dropout(self.act1(self.norm1(self.conv1(x))))))
 
     def forward(self, x):
-        return self.act2(self.residual(x) + self.shortcut(x))
+        return self.act2(self.stochastic_depth(self.residual(x)) + self.shortcut(x))
 
 
 class ResNet(nn.Module):
@@ -102,7 +136,7 @@ class ResNet(nn.Module):
                 blocks.append(BasicBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1, activation, norm))
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), DropoutSlot(1), nn.Linear(c_in, num_classes))
 
     def forward(self, x):
         return self.head(self.blocks(self.stem(x)))

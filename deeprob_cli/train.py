@@ -20,7 +20,6 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -30,6 +29,7 @@ from . import UserError, init_stats
 from .checkpoint import link_checkpoint, load_checkpoint, provenance, restore_rng, rng_state, save_checkpoint
 from .components.activation import materialize
 from .components.augment import compose, log_examples
+from .components.regularizer import apply_to_model, batch_mixer, loss_function
 from .config import CONFIG_DIR, build, check, selected, to_plain
 from .data import load_data
 from .evaluate import evaluate, final_scores
@@ -96,6 +96,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     # model from the groups, then its initialization (Kaiming's gain follows the chosen activation)
     model = build(cfg.model, "model", in_shape=preprocess.output_shape(data.shape), num_classes=len(data.classes),
                   activation=activation)
+    apply_to_model(regularizers, model, activation())  # dropout, dropconnect, fractional pooling, stochastic depth
     first_batch = preprocess(train_split.images[: cfg.trainer.batch_size].float().div(255))
     materialize(model, first_batch.cpu())  # per-channel PReLU: α takes its size from the data
     initialize(model, activation=activation(), batch=first_batch.cpu())
@@ -126,6 +127,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
                          "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
                          "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
         log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
+    mix, criterion = batch_mixer(regularizers, len(data.classes)), loss_function(regularizers)
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
 
     def checkpoint():
@@ -158,11 +160,12 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
                 index = progress.order[i * batch_size:(i + 1) * batch_size]
                 x = preprocess(augment(train_split.images[index].float().div_(255), noise))
                 y = train_split.labels[index]
+                x, targets, y = mix(x, y, noise, progress.step)  # cutout, mixup, cutmix; y: each target's dominant label
                 snapshot = monitor.due(progress.step, last_of_epoch=i == steps_per_epoch - 1)
                 if snapshot:
                     monitor.snapshot()
                 logits = model(x)
-                loss = F.cross_entropy(logits, y)
+                loss = criterion(logits, targets)  # cross-entropy, label-smoothed when selected
                 total = loss + sum(r.penalty(model) for r in regularizers if hasattr(r, "penalty"))
                 if not torch.isfinite(total):  # stop at once: every later step would be wasted
                     progress.train_seconds += time.perf_counter() - tick

@@ -1,14 +1,112 @@
-"""Regularizers (conf/regularizer/, multi-select). Try: deeprob train dataset=synthetic regularizer=[l2]
+"""Regularizers (conf/regularizer/, multi-select). Try: deeprob train dataset=synthetic regularizer=[dropout,mixup]
 
-A regularizer may implement any of these hooks, all optional; train.py calls each one that exists:
-  penalty(model) -> tensor (or 0.0) added to the loss
-  after_step(model, lr)  after optimizer.step()
+| option           | what it does in training                                  | at test                             |
+|------------------|-----------------------------------------------------------|-------------------------------------|
+| l2               | λ·ΣW² added to the loss, or decoupled W ← W − lr·λ·W      | —                                   |
+| l1               | λ·Σ|W| added to the loss                                  | —                                   |
+| elastic_net      | λ·Σ(β·W² + |W|) added to the loss                         | —                                   |
+| dropout          | units zeroed with probability p, kept ones scaled 1/(1−p) | nothing dropped, no rescaling       |
+| dropconnect      | weights of hidden FC layers zeroed, kept ones scaled      | all connections                     |
+| fractional_pool  | max-pools become random fractional max-pools              | mean prediction of several poolings |
+| stochastic_depth | residual branches skipped, survival decaying with depth   | whole network                       |
+| cutout           | a random square set to zero / the mean / random values    | whole image                         |
+| mixup            | pairs of images and labels blended, λ ~ Beta(a, a)        | original images                     |
+| cutmix           | a box of one image pasted into another, labels by area    | original images                     |
+| label_smoothing  | targets 1−(K−1)/K·ε on the true class, ε/K elsewhere      | —                                   |
+| model.norm=batch | batch normalization with the batch's statistics           | running statistics                  |
+
+Weight penalties exempt biases and normalization parameters. Mixup and cutmix selected together take turns,
+one per batch. Label smoothing applies to mixed targets too: the loss sees (1−ε)·mixed + ε/K.
+Training accuracy under mixed labels (train/acc) counts a prediction as correct when it is the dominant label of
+its target (the class of largest weight); unmixed batches use the plain labels.
+
+A regularizer is any object with some of these hooks; train.py uses each one that exists:
+  apply(model, activation)   change the model before init (activation: one instance of the chosen activation);
+                             raise ValueError when the model has no place for it
+  mix(x, targets, generator) -> (x, targets)   change a preprocessed batch on the training device;
+                             an option that blends labels sets `mixes_labels = True` and gets (N, K)
+                             class probabilities as targets, the others get what came before (labels)
+  label_smoothing: float     ε of the cross-entropy (torch's label_smoothing, the lecture's formula)
+  penalty(model) -> tensor   added to the loss (0.0 when it has nothing to add)
+  after_step(model, lr)      after optimizer.step()
 """
+import functools
+import logging
+
 import torch
+import torch.nn.functional as F
+import torchvision
 from torch import nn
 
+from .. import UserError
+from ..models import BasicBlock, DropoutSlot
+
+log = logging.getLogger("deeprob")
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
+
+# ---------------------------------------------------------------- how train.py uses the selection
+
+def apply_to_model(regularizers, model: nn.Module, activation: nn.Module) -> nn.Module:
+    """Let every selected regularizer change the model (before init); one line of error if one has no place."""
+    for reg in regularizers:
+        if hasattr(reg, "apply"):
+            try:
+                reg.apply(model, activation)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+    return model
+
+
+def batch_mixer(regularizers, num_classes: int):
+    """mix(x, labels, generator, step) -> (x, targets, labels): the batch after cutout/mixup/cutmix.
+
+    targets are class probabilities when labels were blended (else the labels); the returned labels are the
+    dominant label of each target, which train/acc counts against.
+    """
+    mixers = [r for r in regularizers if hasattr(r, "mix") and not getattr(r, "mixes_labels", False)]
+    blenders = [r for r in regularizers if getattr(r, "mixes_labels", False)]
+
+    def mix(x, labels, generator=None, step=0):
+        targets = labels
+        for reg in mixers:
+            x, targets = reg.mix(x, targets, generator)
+        if blenders:  # mixup and cutmix together: one of them per batch, in turn (by step: a resume keeps the turn)
+            blender = blenders[step % len(blenders)]
+            x, targets = blender.mix(x, F.one_hot(labels, num_classes).to(x.dtype), generator)
+            labels = targets.argmax(1)
+        return x, targets, labels
+
+    return mix
+
+
+def loss_function(regularizers):
+    """Cross-entropy on labels or class probabilities, label-smoothed by the selection's ε (0 without one)."""
+    epsilon = sum(getattr(r, "label_smoothing", 0.0) for r in regularizers)
+    return functools.partial(F.cross_entropy, label_smoothing=epsilon)
+
+
+def check_fits(chosen: dict, model_cfg):
+    """Refuse, before any work, a selected regularizer that has nothing to act on in the chosen model."""
+    model = str(model_cfg.get("_target_", "")).rsplit(".", 1)[-1]  # MLP, ConvNet, ResNet
+    for name, node in chosen.items():
+        kind = str(node.get("_target_", "")).rsplit(".", 1)[-1]
+        problem = None
+        if kind == "StochasticDepth" and model != "ResNet":
+            problem = f"needs residual blocks and model {model} has none; use model=resnet"
+        elif kind == "DropConnect" and not (model == "MLP" and model_cfg.get("depth", 0) > 0):
+            problem = (f"needs fully connected hidden layers and model {model} has none; "
+                       f"use model=mlp (depth ≥ 1)")
+        elif kind == "FractionalPool" and model != "ConvNet":
+            problem = f"replaces max-pooling and model {model} has none; use model=convnet"
+        elif kind == "Dropout" and node.get("conv_p", 0) and model not in ("ConvNet", "ResNet"):
+            problem = (f"conv_p={node.conv_p} drops conv feature maps and model {model} has none; "
+                       f"set regularizer.{name}.conv_p=0 or use model=convnet/resnet")
+        if problem:
+            raise UserError(f"regularizer={name}: {problem}")
+
+
+# ---------------------------------------------------------------- weight penalties
 
 def decayed_weights(model: nn.Module):
     """The weights that weight decay applies to: every parameter except biases and normalization parameters."""
@@ -20,10 +118,16 @@ def decayed_weights(model: nn.Module):
                 yield param
 
 
+def _check_range(key: str, value, low: float, high: float, allowed: str):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
+        raise ValueError(f"{key}: {value!r} is not allowed; expected {allowed}")
+
+
 class L2:
     """λ·ΣW² (coupled, gradient 2λW) or, decoupled, W ← W − lr·λ·W after each step (Loshchilov & Hutter)."""
 
     def __init__(self, strength: float = 2.5e-4, decoupled: bool = False):
+        _check_range("regularizer.l2.strength", strength, 0, float("inf"), "a number ≥ 0")
         self.strength, self.decoupled = strength, decoupled
 
     def penalty(self, model):
@@ -36,3 +140,247 @@ class L2:
         if self.decoupled:
             for w in decayed_weights(model):
                 w.mul_(1 - lr * self.strength)
+
+
+class L1:
+    """λ·Σ|W| (gradient λ·sign(W)): pushes weights to exactly zero."""
+
+    def __init__(self, strength: float = 1e-5):
+        _check_range("regularizer.l1.strength", strength, 0, float("inf"), "a number ≥ 0")
+        self.strength = strength
+
+    def penalty(self, model):
+        return self.strength * sum(w.abs().sum() for w in decayed_weights(model))
+
+
+class ElasticNet:
+    """λ·Σ(β·W² + |W|) (Zou & Hastie 2005, the lecture's form): gradient λ·(2βW + sign(W))."""
+
+    def __init__(self, strength: float = 1e-5, beta: float = 25.0):
+        _check_range("regularizer.elastic_net.strength", strength, 0, float("inf"), "a number ≥ 0")
+        _check_range("regularizer.elastic_net.beta", beta, 0, float("inf"), "a number ≥ 0")
+        self.strength, self.beta = strength, beta
+
+    def penalty(self, model):
+        return self.strength * sum((self.beta * w.pow(2) + w.abs()).sum() for w in decayed_weights(model))
+
+
+# ---------------------------------------------------------------- changes to the model
+
+class Dropout:
+    """Inverted dropout in the model's DropoutSlots: nn.Dropout before FC layers, nn.Dropout2d on conv maps."""
+
+    def __init__(self, p: float = 0.5, conv_p: float = 0.0):
+        _check_range("regularizer.dropout.p", p, 0, 1, "a drop probability in [0, 1)")
+        _check_range("regularizer.dropout.conv_p", conv_p, 0, 1, "a drop probability in [0, 1)")
+        self.p, self.conv_p = p, conv_p
+
+    def apply(self, model, activation):
+        selu = isinstance(activation, nn.SELU)
+        if selu:  # Klambauer et al. 2017: alpha dropout keeps SELU's zero mean and unit variance
+            log.info("regularizer=dropout: activation is SELU, so alpha dropout replaces dropout")
+        slots = [(name, m) for name, m in model.named_modules() if isinstance(m, DropoutSlot)]
+        if not any(m.dims == 1 for _, m in slots):
+            raise ValueError(f"regularizer=dropout: model {type(model).__name__} has no fully connected layer "
+                             f"after a hidden layer to drop units before")
+        for name, slot in slots:
+            if slot.dims == 1 and self.p > 0:
+                _replace(model, name, nn.AlphaDropout(self.p) if selu else nn.Dropout(self.p))
+            elif slot.dims == 2 and self.conv_p > 0:
+                _replace(model, name, nn.FeatureAlphaDropout(self.conv_p) if selu else nn.Dropout2d(self.conv_p))
+
+
+class DropConnectLinear(nn.Linear):
+    """nn.Linear whose weights, in training, are zeroed with probability p and the kept ones scaled by 1/(1−p).
+
+    DropConnect (Wan et al. 2013) with inverted scaling, so E[Wx] is unchanged and the test uses all weights;
+    one mask per batch (a mask per example would cost a weight matrix per image); the bias is kept.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, p=0.5, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self.p = p
+
+    def forward(self, x):
+        return F.linear(x, F.dropout(self.weight, self.p, self.training), self.bias)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, p={self.p}"
+
+
+class DropConnect:
+    """Every hidden fully connected layer (every nn.Linear but the classifier) becomes a DropConnectLinear."""
+
+    def __init__(self, p: float = 0.5):
+        _check_range("regularizer.dropconnect.p", p, 0, 1, "a drop probability in [0, 1)")
+        self.p = p
+
+    def apply(self, model, activation):
+        linears = [(name, m) for name, m in model.named_modules() if type(m) is nn.Linear][:-1]
+        if not linears:
+            raise ValueError(f"regularizer=dropconnect: model {type(model).__name__} has no fully connected "
+                             f"hidden layer; use model=mlp")
+        for name, old in linears:
+            new = DropConnectLinear(old.in_features, old.out_features, old.bias is not None, self.p,
+                                    device=old.weight.device, dtype=old.weight.dtype)
+            new.weight, new.bias = old.weight, old.bias  # same parameters, same state_dict keys
+            _replace(model, name, new)
+
+
+class FractionalPool:
+    """Every nn.MaxPool2d becomes nn.FractionalMaxPool2d (Graham 2014); the test averages test_samples poolings."""
+
+    def __init__(self, ratio: float = 2 ** -0.5, test_samples: int = 4, kernel_size: int = 2):
+        _check_range("regularizer.fractional_pool.ratio", ratio, 1e-9, 1, "a number in (0, 1)")
+        if isinstance(test_samples, bool) or not isinstance(test_samples, int) or test_samples < 1:
+            raise ValueError(f"regularizer.fractional_pool.test_samples: {test_samples!r} is not allowed; "
+                             f"expected an integer ≥ 1")
+        self.ratio, self.test_samples, self.kernel_size = ratio, test_samples, kernel_size
+
+    def apply(self, model, activation):
+        pools = [name for name, m in model.named_modules() if isinstance(m, nn.MaxPool2d)]
+        if not pools or not hasattr(model, "test_samples"):
+            raise ValueError(f"regularizer=fractional_pool: model {type(model).__name__} has no max-pooling to "
+                             f"replace; use model=convnet")
+        for name in pools:
+            _replace(model, name, nn.FractionalMaxPool2d(self.kernel_size, output_ratio=self.ratio))
+        model.test_samples = self.test_samples
+
+
+class StochasticDepth:
+    """Block l of L keeps its residual branch with probability 1 − l/L·(1 − final_survival) (Huang et al. 2016).
+
+    torchvision.ops.StochasticDepth scales a kept branch by 1/survival in training, so the test runs the whole
+    network unscaled (the paper's test-time scaling, moved into training).
+    """
+
+    def __init__(self, final_survival: float = 0.5, mode: str = "row"):
+        _check_range("regularizer.stochastic_depth.final_survival", final_survival, 1e-9, 1.0 + 1e-9,
+                     "a survival probability in (0, 1]")
+        if mode not in ("row", "batch"):
+            raise ValueError(f"regularizer.stochastic_depth.mode: {mode!r} is not one of row, batch")
+        self.final_survival, self.mode = final_survival, mode
+
+    def survival(self, depth: int) -> list:
+        """Survival probability of blocks 1..depth: linear decay from 1 to final_survival."""
+        return [1 - l / depth * (1 - self.final_survival) for l in range(1, depth + 1)]
+
+    def apply(self, model, activation):
+        blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
+        if not blocks:
+            raise ValueError(f"regularizer=stochastic_depth: model {type(model).__name__} has no residual "
+                             f"blocks; use model=resnet")
+        for block, keep in zip(blocks, self.survival(len(blocks))):
+            block.stochastic_depth = torchvision.ops.StochasticDepth(1 - keep, self.mode)
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module):
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+# ---------------------------------------------------------------- batch mixing (per example, on the device)
+# torchvision.transforms.v2 MixUp, CutMix and RandomErasing draw one set of parameters per call, i.e. per batch
+# tensor; these draw per example, in a few batched tensor ops.
+
+def _boxes(n, h, w, side_h, side_w, generator, device):
+    """A (n, h, w) bool mask per example: a side_h×side_w box (per-example sizes) around a uniform random centre,
+    clipped at the border."""
+    cy = torch.randint(0, h, (n,), generator=generator, device=device).view(n, 1, 1)
+    cx = torch.randint(0, w, (n,), generator=generator, device=device).view(n, 1, 1)
+    top, left = cy - side_h.view(n, 1, 1) // 2, cx - side_w.view(n, 1, 1) // 2
+    rows = torch.arange(h, device=device).view(1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, w)
+    return (rows >= top) & (rows < top + side_h.view(n, 1, 1)) & (cols >= left) & (cols < left + side_w.view(n, 1, 1))
+
+
+def _partners(n, generator, device):
+    return torch.randperm(n, generator=generator, device=device)
+
+
+def _beta(alpha: float, n: int, device):
+    # torch's Beta sampler takes no generator: it draws from torch's global RNG, seeded by trainer.seed
+    a = torch.tensor(float(alpha), device=device)
+    return torch.distributions.Beta(a, a).sample((n,))
+
+
+class Cutout:
+    """A random square (side = size × the image side, centre anywhere) per image (DeVries & Taylor 2017).
+
+    fill: zero (the model input's zero: the mean colour after preprocess=standardize), mean (the batch's mean per
+    channel), or random (per-pixel values with the batch's channel mean and std: the random-erasing variant,
+    Zhong et al. 2020, with square boxes). Each image is cut with probability p.
+    """
+
+    def __init__(self, size: float = 0.5, fill: str = "zero", p: float = 1.0):
+        _check_range("regularizer.cutout.size", size, 1e-9, 1 + 1e-9, "a fraction of the image side in (0, 1]")
+        _check_range("regularizer.cutout.p", p, 0, 1 + 1e-9, "a probability in [0, 1]")
+        if fill not in ("zero", "mean", "random"):
+            raise ValueError(f"regularizer.cutout.fill: {fill!r} is not one of zero, mean, random")
+        self.size, self.fill, self.p = size, fill, p
+
+    def mix(self, x, targets, generator=None):
+        n, c, h, w = x.shape
+        device = generator.device if generator is not None else x.device
+        side_h = torch.full((n,), max(1, round(self.size * h)), device=device)
+        side_w = torch.full((n,), max(1, round(self.size * w)), device=device)
+        box = _boxes(n, h, w, side_h, side_w, generator, device)
+        box &= (torch.rand(n, generator=generator, device=device) < self.p).view(n, 1, 1)
+        box = box.to(x.device).unsqueeze(1)
+        if self.fill == "zero":
+            return x.masked_fill(box, 0.0), targets
+        mean = x.mean((0, 2, 3), keepdim=True)
+        if self.fill == "mean":
+            return torch.where(box, mean, x), targets
+        noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+        return torch.where(box, mean + x.std((0, 2, 3), keepdim=True) * noise, x), targets
+
+
+class Mixup:
+    """x ← λ·x + (1−λ)·x_j and the same for the class probabilities, λ ~ Beta(alpha, alpha) per example
+    (Zhang et al. 2018), partner j from a random permutation of the batch."""
+
+    mixes_labels = True
+
+    def __init__(self, alpha: float = 0.2):
+        _check_range("regularizer.mixup.alpha", alpha, 1e-9, float("inf"), "a number > 0")
+        self.alpha = alpha
+
+    def mix(self, x, targets, generator=None):
+        n = len(x)
+        device = generator.device if generator is not None else x.device
+        j = _partners(n, generator, device).to(x.device)
+        lam = _beta(self.alpha, n, x.device).to(x.dtype)
+        x = lam.view(n, 1, 1, 1) * x + (1 - lam.view(n, 1, 1, 1)) * x[j]
+        return x, lam.view(n, 1) * targets + (1 - lam.view(n, 1)) * targets[j]
+
+
+class CutMix:
+    """Paste a box of a partner image, area fraction 1−λ with λ ~ Beta(alpha, alpha), into each image
+    (Yun et al. 2019); the partner's label weight is the pasted area fraction after clipping at the border."""
+
+    mixes_labels = True
+
+    def __init__(self, alpha: float = 1.0):
+        _check_range("regularizer.cutmix.alpha", alpha, 1e-9, float("inf"), "a number > 0")
+        self.alpha = alpha
+
+    def mix(self, x, targets, generator=None):
+        n, c, h, w = x.shape
+        device = generator.device if generator is not None else x.device
+        j = _partners(n, generator, device)
+        cut = (1 - _beta(self.alpha, n, device)).sqrt()  # box side / image side
+        box = _boxes(n, h, w, (cut * h).round().long(), (cut * w).round().long(), generator, device)
+        area = box.flatten(1).to(x.dtype).mean(1).to(x.device)
+        j, box = j.to(x.device), box.to(x.device)
+        x = torch.where(box.unsqueeze(1), x[j], x)
+        return x, (1 - area.view(n, 1)) * targets + area.view(n, 1) * targets[j]
+
+
+class LabelSmoothing:
+    """Targets 1−(K−1)/K·ε on the true class and ε/K elsewhere: exactly cross_entropy(..., label_smoothing=ε),
+    which on class probabilities q uses (1−ε)·q + ε/K (Szegedy et al. 2016)."""
+
+    def __init__(self, epsilon: float = 0.1):
+        _check_range("regularizer.label_smoothing.epsilon", epsilon, 0, 1 + 1e-9, "a number in [0, 1]")
+        self.label_smoothing = epsilon
