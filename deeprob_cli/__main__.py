@@ -38,6 +38,16 @@ def main():
         refuse_existing_run_dir(rest)
         task = HYDRA_COMMANDS[command]
         rest = with_override(task, rest) if task else rest
+        if not {"-h", "--help", "--hydra-help", "--info"} & set(rest) and not any(
+                a.startswith("resume=") and a not in ("resume=auto", "resume=null") for a in rest):
+            from . import UserError
+            from .config import precheck
+
+            try:
+                precheck(rest)  # a mistake is one line and exit code 2, before Hydra creates a run folder
+            except UserError as e:
+                print(f"deeprob {command}: error: {e}", file=sys.stderr)
+                return 2
         sys.argv = [f"{sys.argv[0]} {command}", *(resume_args(rest) if command == "train" else rest)]  # Hydra reads argv
         from .train import main as hydra_main
 

@@ -70,7 +70,7 @@ def main(cfg: DictConfig):
 
 
 def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
-    check(cfg)
+    check(cfg, choices)
     if cfg.resume == "auto" and read_status(out) == "completed":
         log.info("resume=auto: %s already completed; nothing to do", out)
         return json.loads((out / "summary.json").read_text()).get("val_acc")

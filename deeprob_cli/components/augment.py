@@ -20,6 +20,8 @@ class Flip:
     """Mirror each image left-right with probability p."""
 
     def __init__(self, p: float = 0.5):
+        if not 0 <= p <= 1:
+            raise ValueError(f"augment.flip.p: {p!r} is not allowed; expected a probability in [0, 1]")
         self.p = p
 
     def __call__(self, x, generator=None):
@@ -33,6 +35,8 @@ class Crop:
     def __init__(self, padding: int = 4, mode: str = "reflect"):
         if mode not in ("reflect", "zero"):
             raise ValueError(f"augment.crop.mode: {mode!r} is not one of reflect, zero")
+        if padding < 0:
+            raise ValueError(f"augment.crop.padding: {padding!r} is not allowed; expected an integer ≥ 0")
         self.padding, self.mode = padding, mode
 
     def __call__(self, x, generator=None):
