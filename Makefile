@@ -12,11 +12,11 @@ install:  ## virtual environment + dependencies + the `deeprob` command (editabl
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@echo "installed: activate with '. $(VENV)/bin/activate', then run 'deeprob --help'"
 
-test:  ## the default (fast) test suite
-	$(BIN)/python -m pytest -q
+test:  ## the default (fast) test suite, two test processes side by side
+	$(BIN)/python -m pytest -q -n 2
 
 test-all:  ## every test, slow ones included
-	$(BIN)/python -m pytest -q -m "not gpu"
+	$(BIN)/python -m pytest -q -n 2 -m "not gpu"
 
 train:  ## make train ARGS="activation=gelu trainer.epochs=2"
 	$(BIN)/deeprob train $(ARGS)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from deeprob_cli.config import CONFIG_DIR
@@ -15,6 +16,12 @@ REPO = Path(__file__).resolve().parent.parent
 # a small, fast configuration for end-to-end runs on synthetic data
 FAST = ["dataset=synthetic", "trainer.epochs=1", "trainer.batch_size=64", "model.widths=[8,16]",
         "log.hist_every=2"]
+
+
+# Tests train tiny models: one intra-op thread per test process is faster than two fighting over tiny tensors,
+# and lets `pytest -n 2` run two test processes side by side on 2 cores.
+torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"  # inherited by every CLI subprocess
 
 
 @pytest.fixture(autouse=True)

@@ -68,3 +68,12 @@ def test_compare_tables_what_differs_sorted_by_val_acc_and_draws_curves(tmp_path
 def test_compare_without_runs_is_one_line(tmp_path):
     result = run_cli("compare", tmp_path, cwd=tmp_path, check=False)
     assert result.returncode == 2 and "no run folders" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_optuna_sweeper_maximizes_the_returned_val_accuracy(tmp_path):
+    result = run_cli("train", "-m", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize",
+                     "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=0", "optim.lr=interval(0.01, 0.2)",
+                     *TINY, cwd=tmp_path)
+    runs = run_dirs(tmp_path / "runs" / "multirun")
+    best = max(summary(r)["val_acc"] for r in runs)
+    assert len(runs) == 2 and f"Best value: {best}" in result.stdout + result.stderr
