@@ -49,8 +49,11 @@ def main():
                 print(f"deeprob {command}: error: {e}", file=sys.stderr)
                 return 2
         sys.argv = [f"{sys.argv[0]} {command}", *(resume_args(rest) if command == "train" else rest)]  # Hydra reads argv
+        from . import distributed
         from .train import main as hydra_main
 
+        if command == "train":
+            distributed.setup()  # under torchrun: process group, one run folder for all ranks
         return hydra_main()
     if command in PLAIN_COMMANDS:
         from importlib import import_module

@@ -49,6 +49,7 @@ def check(cfg: DictConfig, choices: dict | None = None):
                         f"use trainer.device=auto or cpu")
     _require(_is_int(t.checkpoint_every) and t.checkpoint_every >= 0, "trainer.checkpoint_every",
              t.checkpoint_every, "an integer ≥ 0 (0 = at epoch ends only)")
+    _require(isinstance(t.sync_bn, bool), "trainer.sync_bn", t.sync_bn, "true or false")
     _require(cfg.resume is None or isinstance(cfg.resume, str), "resume", cfg.resume, "null, auto or a run folder")
     _require(_is_int(cfg.log.hist_every) and cfg.log.hist_every >= 0, "log.hist_every", cfg.log.hist_every,
              "an integer ≥ 0 (0 = no histograms)")

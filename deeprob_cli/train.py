@@ -25,7 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from . import UserError, init_stats
+from . import UserError, distributed, init_stats
 from .checkpoint import link_checkpoint, load_checkpoint, provenance, restore_rng, rng_state, save_checkpoint
 from .components.activation import materialize
 from .components.augment import compose, log_examples
@@ -44,7 +44,8 @@ def main(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     out = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
-    set_threads(cfg.trainer.threads, OmegaConf.select(hydra_cfg, "launcher.n_jobs") if sweep else None)
+    set_threads(cfg.trainer.threads,
+                (OmegaConf.select(hydra_cfg, "launcher.n_jobs") if sweep else None) or distributed.threads_per_process())
     try:
         if cfg.task != "train":
             return init_stats.run(cfg, out)
@@ -76,7 +77,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
         return json.loads((out / "summary.json").read_text()).get("val_acc")
     resumed = resume_from(cfg, out)
     started = time.perf_counter()
-    device = pick_device(cfg.trainer.device)
+    device = distributed.device(pick_device(cfg.trainer.device))  # under torchrun: cuda:LOCAL_RANK
     seed_everything(cfg.trainer.seed)
 
     # components that need no data are built first, so a bad parameter fails before any work
@@ -101,16 +102,18 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     materialize(model, first_batch.cpu())  # per-channel PReLU: α takes its size from the data
     initialize(model, activation=activation(), batch=first_batch.cpu())
     model.to(device)
+    net = distributed.wrap(model, cfg.trainer.sync_bn, cfg.trainer.seed)  # DDP under torchrun, else model itself
     params = sum(p.numel() for p in model.parameters())
     log.info("%s: %d parameters, %d train / %d val images of shape %s, device %s", type(model).__name__, params,
              len(data.train), len(data.val or []), data.shape, device)
 
     batch_size = min(cfg.trainer.batch_size, len(data.train))
-    steps_per_epoch = len(data.train) // batch_size  # the last incomplete batch is dropped
+    effective_batch = distributed.effective_batch(batch_size, len(data.train))  # batch_size × processes
+    steps_per_epoch = len(data.train) // effective_batch  # the last incomplete batch is dropped
     optimizer = build(cfg.optim, "optim", params=model.parameters())
     schedule = build(cfg.schedule, "schedule", optimizer=optimizer, total_steps=cfg.trainer.epochs * steps_per_epoch)
     order = torch.Generator().manual_seed(cfg.trainer.seed)  # data order
-    noise = torch.Generator(device).manual_seed(cfg.trainer.seed + 1)  # augmentation draws
+    noise = torch.Generator(device).manual_seed(distributed.rank_seed(cfg.trainer.seed + 1))  # augmentation draws
 
     progress = Progress()
     if resumed:
@@ -121,8 +124,9 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
         restore_rng(resumed["rng"], order, noise)
         log.info("resumed %s at epoch %d, step %d", out, progress.epoch, progress.step)
     # on resume, TensorBoard drops whatever the interrupted run logged after its checkpoint's step
-    monitor = Monitor(out, model, activation, cfg.log.hist_every, purge_step=progress.step if resumed else None)
-    if not resumed:
+    monitor = (Monitor(out, model, activation, cfg.log.hist_every, purge_step=progress.step if resumed else None)
+               if distributed.is_main() else distributed.Silent())  # only rank 0 writes
+    if not resumed and distributed.is_main():
         monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
                          "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
                          "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
@@ -131,6 +135,8 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
 
     def checkpoint():
+        if not distributed.is_main():
+            return
         save_checkpoint(out / "checkpoints" / "last.pt", {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
             "preprocess": preprocess.state_dict(), "classes": list(data.classes), "input_shape": list(data.shape),
@@ -143,8 +149,10 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
                   "train_seconds": progress.train_seconds,
                   "images_per_second": progress.images / max(progress.train_seconds, 1e-9),
                   "device": str(device), "params": params, "batch_size": batch_size, "seed": cfg.trainer.seed,
+                  "world_size": distributed.world_size(), "effective_batch_size": effective_batch,
                   "choices": choices, **provenance()}
-        write_json(out / "summary.json", record)
+        if distributed.is_main():
+            write_json(out / "summary.json", record)
         monitor.close()
         return record
 
@@ -152,22 +160,22 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
         while progress.epoch <= cfg.trainer.epochs:
             if progress.order is None:
                 progress.order = torch.randperm(len(data.train), generator=order).to(device)
-            model.train()
+            net.train()
             tick = time.perf_counter()
             bar = tqdm(range(progress.index, steps_per_epoch), desc=f"epoch {progress.epoch}/{cfg.trainer.epochs}",
                        disable=not show, initial=progress.index, total=steps_per_epoch)
             for i in bar:
-                index = progress.order[i * batch_size:(i + 1) * batch_size]
+                index = distributed.shard(progress.order[i * effective_batch:(i + 1) * effective_batch])
                 x = preprocess(augment(train_split.images[index].float().div_(255), noise))
                 y = train_split.labels[index]
                 x, targets, y = mix(x, y, noise, progress.step)  # cutout, mixup, cutmix; y: each target's dominant label
                 snapshot = monitor.due(progress.step, last_of_epoch=i == steps_per_epoch - 1)
                 if snapshot:
                     monitor.snapshot()
-                logits = model(x)
+                logits = net(x)
                 loss = criterion(logits, targets)  # cross-entropy, label-smoothed when selected
                 total = loss + sum(r.penalty(model) for r in regularizers if hasattr(r, "penalty"))
-                if not torch.isfinite(total):  # stop at once: every later step would be wasted
+                if not distributed.all_finite(total):  # stop at once (every rank): later steps would be wasted
                     progress.train_seconds += time.perf_counter() - tick
                     message = (f"loss became {total.item()} at step {progress.step} (last finite loss "
                                f"{progress.last_loss}); lower optim.lr or pick another init= / schedule=; the last "
@@ -183,9 +191,10 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
                 schedule.step()
                 if snapshot:
                     monitor.log_snapshot(progress.step)
-                progress.advance(loss.detach(), (logits.argmax(1) == y).sum(), batch_size)
+                progress.advance(loss.detach(), (logits.argmax(1) == y).sum(), effective_batch)
                 if show and i % 20 == 0:
                     bar.set_postfix(loss=f"{progress.last_loss:.3f}")
+                distributed.share_stop(stop)  # a signal to any rank stops all of them at this step
                 if stop.signal or (cfg.trainer.checkpoint_every and progress.step % cfg.trainer.checkpoint_every == 0):
                     progress.train_seconds += time.perf_counter() - tick
                     tick = time.perf_counter()
@@ -198,8 +207,9 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
             progress.train_seconds += time.perf_counter() - tick
 
             # end of epoch: per-step losses, epoch metrics, validation, checkpoint (and best.pt)
+            progress.losses, progress.correct = distributed.mean(progress.losses), distributed.total(progress.correct)
             monitor.step_losses(progress.step - len(progress.losses), progress.losses)
-            metrics = {"train/acc": progress.correct.item() / (len(progress.losses) * batch_size),
+            metrics = {"train/acc": progress.correct.item() / (len(progress.losses) * effective_batch),
                        "lr": optimizer.param_groups[0]["lr"]}
             if data.val is not None:
                 metrics["val/loss"], metrics["val/acc"] = evaluate(model, data.val, preprocess, device,
@@ -210,11 +220,11 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
                      "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), time.perf_counter() - tick)
             improved = progress.end_epoch(train_loss, metrics)
             checkpoint()
-            if improved:
+            if improved and distributed.is_main():
                 link_checkpoint(out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt")
 
     scores = final_scores(model, data, preprocess, device, cfg.trainer.eval_batch_size, tta)
-    summary = finish("completed", **scores)
+    summary = finish("completed", **scores, **distributed.checksums(model))
     log.info("done: val_acc %s, %.0f images/s, summary in %s", summary["val_acc"], summary["images_per_second"], out)
     return summary["val_acc"] if summary["val_acc"] is not None else summary["train_acc"]
 
@@ -385,4 +395,5 @@ def write_json(path: Path, value: dict):
 
 
 if __name__ == "__main__":
+    distributed.setup()  # under torchrun: process group, one run folder for all ranks
     main()
