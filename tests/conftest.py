@@ -51,6 +51,16 @@ def run_dirs(root: Path):
     return sorted(p.parent for p in Path(root).rglob(".hydra"))
 
 
+def tree_digest(folder: Path) -> str:
+    """One hash over every file's name and bytes under folder: equal digests mean nothing was touched."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return h.hexdigest()
+
+
 def summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
 

@@ -1,6 +1,5 @@
 """Every user mistake: one line naming the key, the value and what is allowed; exit code 2; no traceback;
 nothing of an existing run touched. Runs the real `deeprob` dispatcher in-process (the same code as the CLI)."""
-import hashlib
 import pickle
 import sys
 
@@ -11,6 +10,7 @@ from PIL import Image
 
 from deeprob_cli.__main__ import main
 
+from conftest import tree_digest
 from test_data import write_cifar10, write_folder
 
 SYN = ["dataset=synthetic", "trainer.epochs=1", "log.hist_every=0"]
@@ -24,13 +24,6 @@ def deeprob(*args, monkeypatch, capsys):
     except SystemExit as e:
         code = e.code
     return code, capsys.readouterr().err
-
-
-def _digest(folder):
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +136,7 @@ BAD = [  # (arguments, what the one line must say)
 @pytest.mark.parametrize("args, expected", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_is_one_line_exit_2_and_touches_nothing(args, expected, workdir, finished_run, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
-    before = _digest(finished_run)
+    before = tree_digest(finished_run)
     args = [a.replace("{w}", str(workdir)) for a in args]
     if args[0] == "train":
         args = ["train", *SYN, *args[1:]]
@@ -152,7 +145,7 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(args, expected, workdi
     assert code == 2, err
     assert lines and ": error: " in lines[-1] and expected.replace("{w}", str(workdir)) in lines[-1], err
     assert "Traceback" not in err
-    assert _digest(finished_run) == before
+    assert tree_digest(finished_run) == before
     assert not (workdir / "PWNED").exists()  # no pickled payload ever ran
 
 

@@ -1,17 +1,9 @@
 """User mistakes through the real CLI in a subprocess: one clear line, exit code 2, no traceback, nothing of an
 earlier run touched. The full table of bad inputs runs in-process in tests/test_bad_inputs.py."""
-import hashlib
 
 import pytest
 
-from conftest import FAST, run_cli
-
-
-def _tree_digest(folder):
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return h.hexdigest()
+from conftest import FAST, run_cli, tree_digest
 
 
 @pytest.mark.parametrize("override, expected", [  # the full table runs in-process: tests/test_bad_inputs.py
@@ -37,7 +29,7 @@ def test_missing_cifar10_says_where_it_looked_and_how_to_fix(tmp_path):
 
 def test_an_existing_run_is_never_overwritten(tmp_path):
     run_cli("train", *FAST, "hydra.run.dir=run", cwd=tmp_path)
-    before = _tree_digest(tmp_path / "run")
+    before = tree_digest(tmp_path / "run")
     result = run_cli("train", *FAST, "trainer.epochs=2", "hydra.run.dir=run", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "already holds a run" in result.stderr
-    assert _tree_digest(tmp_path / "run") == before
+    assert tree_digest(tmp_path / "run") == before
