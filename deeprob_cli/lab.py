@@ -328,8 +328,8 @@ def measure_relu_speed(folder: Path, overrides):
     target = curves["tanh"][1][-1]
     reached = {name: next((s for s, v in zip(*c) if v <= target), None) for name, c in curves.items()}
     speedup = reached["tanh"] / reached["relu"] if reached["relu"] else None
-    numbers = {"target_loss": target, "relu_steps": reached["relu"], "tanh_steps": reached["tanh"],
-               "speedup": speedup, "steps": len(curves["tanh"][0]),
+    numbers = {"target_loss": target, "relu_final_loss": curves["relu"][1][-1], "relu_steps": reached["relu"],
+               "tanh_steps": reached["tanh"], "speedup": speedup, "steps": len(curves["tanh"][0]),
                "val_acc": {n: summary(job(folder / "sweep", activation=n)).get("val_acc") for n in curves}}
     fig, axes = figure(1, 1)
     for name, (steps, values) in curves.items():
@@ -339,7 +339,8 @@ def measure_relu_speed(folder: Path, overrides):
     axes[0, 0].axhline(target, color="grey", linestyle="--", label="tanh's final loss")
     axes[0, 0].set(xlabel="step", ylabel="train loss (smoothed)")
     axes[0, 0].legend()
-    save(fig, folder, f"relu_speed: ReLU reaches tanh's final loss {_fmt(speedup)}x sooner")
+    save(fig, folder, f"relu_speed: ReLU reaches tanh's final loss {speedup:.2g}x sooner" if speedup else
+         "relu_speed: ReLU never reaches tanh's final loss in this run")
     return numbers, speedup is not None and speedup >= CLAIMS["relu_speed"].threshold["speedup_min"]
 
 
