@@ -86,6 +86,9 @@ def test_several_claims_write_a_report_that_renders_each(tmp_path, capsys):
         assert f"## {name}" in report and f"| [{name}](#{name}) |" in report
         assert f"![{name}]({name}/figure.png)" in report and verdict["statement"] in report
     assert "report:" in capsys.readouterr().out
+    (out / "REPORT.md").unlink()  # re-rendered from the verdicts alone, e.g. after re-running one claim
+    assert lab.main(["--report", str(out / "REPORT.md")]) == 0
+    assert (out / "REPORT.md").read_text().split("\n", 3)[3] == report.split("\n", 3)[3]
 
 
 def test_report_renders_every_claim(tmp_path):
