@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+LECTURE_DATA ?= /tmp/data/cifar10-jpeg
 
-.PHONY: install test test-all train tensorboard bench readme clean
+.PHONY: install test test-all train tensorboard bench lecture readme clean
 
 install:  ## virtual environment + dependencies + the `deeprob` command (editable)
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,10 @@ bench:  ## training and data-pipeline throughput on this machine
 clean:  ## remove run outputs and build debris (keeps the venv)
 	find runs -mindepth 1 ! -name README.md -exec rm -rf {} +
 	rm -rf build dist *.egg-info .pytest_cache
+
+lecture:  ## every claim of the lecture in its reduced setting on real data (≈20 min on 2 cores) → runs/lecture/REPORT.md
+	rm -rf runs/lecture
+	$(BIN)/python -m deeprob_cli lab --all dataset=image_folder dataset.root=$(LECTURE_DATA) out=runs/lecture $(ARGS)
 
 readme:  ## regenerate README's table of config groups from conf/
 	$(BIN)/python -m deeprob_cli.docs

@@ -12,6 +12,8 @@ commands:
   compare PATH... [--csv]    table of runs sorted by val accuracy (columns: what differs) + curves PNG
   plot activations [out=F]   every activation and its derivative on one sheet (default activations.png);
                              inside a run's folder also logged to its TensorBoard
+  lab CLAIM [overrides]      one claim of the lecture reproduced: its runs, figure.png and verdict.json
+                             (lab --list: the claims; lab --all [overrides]: every claim + REPORT.md)
 
 examples:
   deeprob train activation=gelu init=kaiming augment=[flip,crop] regularizer=[l2]
@@ -19,13 +21,14 @@ examples:
   deeprob init-stats init=normal init.std=0.05 activation=tanh
   deeprob eval runs/2026-11-28/10-00-00 split=test
   deeprob plot activations out=activations.png
+  deeprob lab relu_speed dataset=image_folder dataset.root=/tmp/data/cifar10-jpeg
 """
 
 
 # sub-commands run through train.py's one Hydra entry point, with the task override they add
 HYDRA_COMMANDS = {"train": None, "init-stats": "task=init_stats"}
 # sub-commands with their own argument parsing: the module whose main(args) runs them
-PLAIN_COMMANDS = {"eval": "evaluate", "compare": "compare", "plot": "plot"}
+PLAIN_COMMANDS = {"eval": "evaluate", "compare": "compare", "plot": "plot", "lab": "lab"}
 
 
 def main():
