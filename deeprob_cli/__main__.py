@@ -39,7 +39,12 @@ def main():
         task = HYDRA_COMMANDS[command]
         rest = with_override(task, rest) if task else rest
         sys.argv = [f"{sys.argv[0]} {command}", *(resume_args(rest) if command == "train" else rest)]  # Hydra reads argv
-        from .train import main as hydra_main
+        from .show import is_query
+
+        if is_query(rest):  # --cfg job, --help, --info: Hydra only prints; answer without importing torch
+            from .show import main as hydra_main
+        else:
+            from .train import main as hydra_main
 
         return hydra_main()
     if command in PLAIN_COMMANDS:
