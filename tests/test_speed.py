@@ -132,3 +132,22 @@ def test_every_preset_trains_on_synthetic_data_without_validation(tmp_path, pres
     s = train_in_process(tmp_path, f"experiment={preset}", "dataset=synthetic", "dataset.val_size=0",
                          "dataset.num_train=256", "trainer.epochs=1", "trainer.batch_size=64", "model.widths=[8,16,16]")
     assert s["status"] == "completed" and s["val_acc"] is None and s["val_acc_tta"] is None and s["steps"] == 4
+
+
+# ---------------------------------------------------------------- start-up
+
+def test_cfg_job_answers_without_importing_torch(tmp_path):
+    """`deeprob train experiment=fast --cfg job` prints the preset's values and never imports torch."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from deeprob_cli import show
+
+    assert show.CONFIG_DIR == CONFIG_DIR
+    assert show.is_query(["a=1", "--cfg", "job"]) and not show.is_query(["trainer.epochs=1"])
+    code = ("import sys; sys.argv = ['deeprob', 'train', 'experiment=fast', 'optim.lr=0.3', '--cfg', 'job']\n"
+            "from deeprob_cli.__main__ import main\nmain()\nprint('torch imported:', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}).stdout
+    assert "pool: first" in out and "lr: 0.3" in out and "torch imported: False" in out
