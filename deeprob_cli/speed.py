@@ -100,6 +100,23 @@ class Speed:
         """Autocast to the run's dtype (a no-op for fp32); wraps forward passes and losses only."""
         return autocast(self.device, self.dtype)
 
+    def wrap(self, model):
+        """The model as a module whose forward runs under autocast, for code that calls model(x) itself
+        (evaluation): preprocessing outside it stays float32, as in training."""
+        return Autocast(model, self)
+
     def record(self) -> dict:
         """What summary.json says about the speed settings."""
         return {"precision": precision_name(self.dtype), "channels_last": self.channels_last, "compile": self.compile}
+
+
+class Autocast(torch.nn.Module):
+    """model(x) under the run's autocast and memory layout; train()/eval() reach the wrapped model."""
+
+    def __init__(self, model, speed: Speed):
+        super().__init__()
+        self.model, self.speed = model, speed
+
+    def forward(self, x):
+        with self.speed.autocast():
+            return self.model(self.speed.layout(x))

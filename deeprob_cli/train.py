@@ -206,9 +206,8 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
             metrics = {"train/acc": progress.correct.item() / (len(progress.losses) * batch_size),
                        "lr": optimizer.param_groups[0]["lr"]}
             if data.val is not None:
-                with speed.autocast():
-                    metrics["val/loss"], metrics["val/acc"] = evaluate(model, data.val, preprocess, device,
-                                                                       cfg.trainer.eval_batch_size)
+                metrics["val/loss"], metrics["val/acc"] = evaluate(speed.wrap(model), data.val, preprocess, device,
+                                                                   cfg.trainer.eval_batch_size)
             monitor.scalars(metrics, progress.step)
             train_loss = torch.stack(progress.losses).mean().item()
             log.info("epoch %d/%d  train/loss %.4g  %s  (%.1f s)", progress.epoch, cfg.trainer.epochs, train_loss,
@@ -218,8 +217,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
             if improved:
                 link_checkpoint(out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt")
 
-    with speed.autocast():
-        scores = final_scores(model, data, preprocess, device, cfg.trainer.eval_batch_size, tta)
+    scores = final_scores(speed.wrap(model), data, preprocess, device, cfg.trainer.eval_batch_size, tta)
     summary = finish("completed", **scores)
     log.info("done: val_acc %s, %.0f images/s, summary in %s", summary["val_acc"], summary["images_per_second"], out)
     return summary["val_acc"] if summary["val_acc"] is not None else summary["train_acc"]

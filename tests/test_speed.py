@@ -60,6 +60,17 @@ def test_autocast_runs_the_convolutions_in_bf16_and_the_weights_stay_fp32():
     assert model.conv1_1.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_wrapped_model_evaluates_under_autocast_and_follows_eval_mode():
+    speed = Speed(make_cfg("trainer.precision=bf16").trainer, CPU)
+    model = ConvNet((3, 8, 8), 10, torch.nn.ReLU, widths=(4,))
+    speed.prepare(model)
+    wrapped = speed.wrap(model)
+    wrapped.eval()
+    assert not model.training
+    x = torch.rand(2, 3, 8, 8)
+    assert wrapped(x).dtype == torch.bfloat16 and model(x).dtype == torch.float32  # outside: float32 again
+
+
 def test_fp32_autocast_is_a_no_op_and_plain_cpu_keeps_nchw():
     speed = Speed(make_cfg("trainer.precision=fp32").trainer, CPU)
     model = ConvNet((3, 8, 8), 10, torch.nn.ReLU, widths=(4,))
