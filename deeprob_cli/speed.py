@@ -110,6 +110,18 @@ class Speed:
         return {"precision": precision_name(self.dtype), "channels_last": self.channels_last, "compile": self.compile}
 
 
+def for_eval(model, trainer, device: torch.device):
+    """A restored run's model under the run's own precision and layout (`deeprob eval` then scores as training
+    did); runs saved before trainer.precision existed are float32."""
+    from types import SimpleNamespace
+
+    settings = SimpleNamespace(precision=trainer.get("precision", "fp32"),
+                               channels_last=trainer.get("channels_last", False), compile=False)
+    speed = Speed(settings, device)
+    speed.prepare(model)
+    return speed.wrap(model)
+
+
 class Autocast(torch.nn.Module):
     """model(x) under the run's autocast and memory layout; train()/eval() reach the wrapped model."""
 
