@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 LECTURE_DATA ?= /tmp/data/cifar10-jpeg
 
-.PHONY: install test test-all train tensorboard bench lecture readme clean
+.PHONY: install test test-all train tensorboard bench bench-gpu lecture readme clean
 
 install:  ## virtual environment + dependencies + the `deeprob` command (editable)
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,11 @@ train:  ## make train ARGS="activation=gelu trainer.epochs=2"
 tensorboard:
 	$(BIN)/tensorboard --logdir runs
 
-bench:  ## training and data-pipeline throughput on this machine
+bench:  ## training and data-pipeline throughput on this machine (ARGS=--quick: about a minute)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+bench-gpu:  ## CUDA images/s and time to 94 % (ARGS="--data PATH --preset fast_wide --compile")
+	$(BIN)/python benchmarks/bench_gpu.py $(ARGS)
 
 clean:  ## remove run outputs and build debris (keeps the venv)
 	find runs -mindepth 1 ! -name README.md -exec rm -rf {} +

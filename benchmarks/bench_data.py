@@ -33,6 +33,17 @@ def images_per_second(fn, batch, repeats):
     return repeats * len(batch) / (time.perf_counter() - start)
 
 
+def augment_rates(images, names=PIPELINES, batch=128, repeats=10) -> dict:
+    """{label: images/s} of each batched augmentation pipeline on float batches gathered from uint8 images."""
+    x = images[:batch].float().div(255)
+    rates = {}
+    for label in names:
+        aug = compose(build(option("augment", n), f"augment.{n}") for n in PIPELINES[label]).fit(images)
+        g = torch.Generator().manual_seed(0)
+        rates[label] = images_per_second(lambda b: aug(b, g), x, repeats)
+    return rates
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="/tmp/data/cifar10-jpeg", help="image_folder root (train/<class>/...)")
@@ -45,10 +56,7 @@ def main():
     x = data.train.images[:args.batch].float().div(255)
     print(f"{torch.get_num_threads()} threads, batch {args.batch}, images {tuple(data.shape)}")
 
-    for label, names in PIPELINES.items():
-        aug = compose(build(option("augment", n), f"augment.{n}") for n in names).fit(data.train.images)
-        g = torch.Generator().manual_seed(0)
-        rate = images_per_second(lambda b: aug(b, g), x, args.repeats)
+    for label, rate in augment_rates(data.train.images, PIPELINES, args.batch, args.repeats).items():
         print(f"augment={label:14s} {rate:10.0f} images/s")
 
     activation = build(option("activation", "relu"), "activation")

@@ -41,7 +41,9 @@ def main():
         refuse_existing_run_dir(rest)
         task = HYDRA_COMMANDS[command]
         rest = with_override(task, rest) if task else rest
-        if not {"-h", "--help", "--hydra-help", "--info"} & set(rest) and not any(
+        from .show import is_query
+
+        if not is_query(rest) and not any(
                 a.startswith("resume=") and a not in ("resume=auto", "resume=null") for a in rest):
             from . import UserError
             from .config import precheck
@@ -52,11 +54,14 @@ def main():
                 print(f"deeprob {command}: error: {e}", file=sys.stderr)
                 return 2
         sys.argv = [f"{sys.argv[0]} {command}", *(resume_args(rest) if command == "train" else rest)]  # Hydra reads argv
-        from . import distributed
-        from .train import main as hydra_main
+        if is_query(rest):  # --cfg job, --help, --info: Hydra only prints; answer without importing torch
+            from .show import main as hydra_main
+        else:
+            from . import distributed
+            from .train import main as hydra_main
 
-        if command == "train":
-            distributed.setup()  # under torchrun: process group, one run folder for all ranks
+            if command == "train":
+                distributed.setup()  # under torchrun: process group, one run folder for all ranks
         return hydra_main()
     if command in PLAIN_COMMANDS:
         from importlib import import_module

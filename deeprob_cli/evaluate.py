@@ -18,6 +18,7 @@ from .checkpoint import load_checkpoint
 from .components.regularizer import apply_to_model
 from .config import CONFIG_DIR, build, selected
 from .data import load_data
+from .speed import for_eval
 
 USAGE = ("usage: deeprob eval RUN_DIR [split=val|test] [tta=none|flip|multicrop] [dataset.root=PATH] "
          "[trainer.device=cpu|cuda]")
@@ -105,6 +106,7 @@ def run_eval(args) -> dict:
         raise UserError(f"split: this dataset has no {split_name} split"
                         + ("; try split=val" if split_name == "test" else "; try split=test"))
     model, preprocess = restore(state, cfg, device)
+    model = for_eval(model, cfg.trainer, device)  # the run's precision (bf16 autocast) and memory layout
     batch = OmegaConf.select(overrides, "trainer.eval_batch_size", default=cfg.trainer.eval_batch_size)
     tta_name, tta = pick_tta(state, cfg, overrides.get("tta"))
     loss, acc = evaluate(model, split, preprocess, device, batch)

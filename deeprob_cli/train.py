@@ -34,6 +34,7 @@ from .config import CONFIG_DIR, build, check, selected, to_plain
 from .data import load_data
 from .evaluate import evaluate, final_scores
 from .monitor import Monitor
+from .speed import Speed
 
 log = logging.getLogger("deeprob")
 
@@ -78,6 +79,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     resumed = resume_from(cfg, out)
     started = time.perf_counter()
     device = distributed.device(pick_device(cfg.trainer.device))  # under torchrun: cuda:LOCAL_RANK
+    speed = Speed(cfg.trainer, device)  # precision (bf16 autocast), channels_last, compile
     seed_everything(cfg.trainer.seed)
 
     # components that need no data are built first, so a bad parameter fails before any work
@@ -102,7 +104,8 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     materialize(model, first_batch.cpu())  # per-channel PReLU: α takes its size from the data
     initialize(model, activation=activation(), batch=first_batch.cpu())
     model.to(device)
-    net = distributed.wrap(model, cfg.trainer.sync_bn, cfg.trainer.seed)  # DDP under torchrun, else model itself
+    forward = speed.prepare(model)  # the model in its memory layout, compiled when asked
+    net = distributed.wrap(forward, cfg.trainer.sync_bn, cfg.trainer.seed)  # DDP under torchrun, else unchanged
     params = sum(p.numel() for p in model.parameters())
     log.info("%s: %d parameters, %d train / %d val images of shape %s, device %s", type(model).__name__, params,
              len(data.train), len(data.val or []), data.shape, device)
@@ -148,9 +151,9 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
                   **progress.metrics, **extra, "seconds": progress.wall_before + time.perf_counter() - started,
                   "train_seconds": progress.train_seconds,
                   "images_per_second": progress.images / max(progress.train_seconds, 1e-9),
-                  "device": str(device), "params": params, "batch_size": batch_size, "seed": cfg.trainer.seed,
-                  "world_size": distributed.world_size(), "effective_batch_size": effective_batch,
-                  "choices": choices, **provenance()}
+                  "device": str(device), **speed.record(), "params": params, "batch_size": batch_size,
+                  "seed": cfg.trainer.seed, "world_size": distributed.world_size(),
+                  "effective_batch_size": effective_batch, "choices": choices, **provenance()}
         if distributed.is_main():
             write_json(out / "summary.json", record)
         monitor.close()
@@ -166,14 +169,15 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
                        disable=not show, initial=progress.index, total=steps_per_epoch)
             for i in bar:
                 index = distributed.shard(progress.order[i * effective_batch:(i + 1) * effective_batch])
-                x = preprocess(augment(train_split.images[index].float().div_(255), noise))
+                x = speed.layout(preprocess(augment(train_split.images[index].float().div_(255), noise)))
                 y = train_split.labels[index]
                 x, targets, y = mix(x, y, noise, progress.step)  # cutout, mixup, cutmix; y: each target's dominant label
                 snapshot = monitor.due(progress.step, last_of_epoch=i == steps_per_epoch - 1)
                 if snapshot:
                     monitor.snapshot()
-                logits = net(x)
-                loss = criterion(logits, targets)  # cross-entropy, label-smoothed when selected
+                with speed.autocast():
+                    logits = net(x)
+                    loss = criterion(logits, targets)  # cross-entropy, label-smoothed when selected
                 total = loss + sum(r.penalty(model) for r in regularizers if hasattr(r, "penalty"))
                 if not distributed.all_finite(total):  # stop at once (every rank): later steps would be wasted
                     progress.train_seconds += time.perf_counter() - tick
@@ -212,7 +216,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
             metrics = {"train/acc": progress.correct.item() / (len(progress.losses) * effective_batch),
                        "lr": optimizer.param_groups[0]["lr"]}
             if data.val is not None:
-                metrics["val/loss"], metrics["val/acc"] = evaluate(model, data.val, preprocess, device,
+                metrics["val/loss"], metrics["val/acc"] = evaluate(speed.wrap(model), data.val, preprocess, device,
                                                                    cfg.trainer.eval_batch_size)
             monitor.scalars(metrics, progress.step)
             train_loss = torch.stack(progress.losses).mean().item()
@@ -223,7 +227,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
             if improved and distributed.is_main():
                 link_checkpoint(out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt")
 
-    scores = final_scores(model, data, preprocess, device, cfg.trainer.eval_batch_size, tta)
+    scores = final_scores(speed.wrap(model), data, preprocess, device, cfg.trainer.eval_batch_size, tta)
     summary = finish("completed", **scores, **distributed.checksums(model))
     log.info("done: val_acc %s, %.0f images/s, summary in %s", summary["val_acc"], summary["images_per_second"], out)
     return summary["val_acc"] if summary["val_acc"] is not None else summary["train_acc"]

@@ -1,0 +1,164 @@
+"""Speed settings (deeprob_cli/speed.py) and the experiment presets (conf/experiment/)."""
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import FAST, make_cfg, summary
+from deeprob_cli import UserError
+from deeprob_cli.config import CONFIG_DIR
+from deeprob_cli.models import ConvNet
+from deeprob_cli.speed import Speed, cpu_flags, cpu_has_bf16, pick_precision
+from deeprob_cli.train import train
+
+CPU = torch.device("cpu")
+PRESETS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("fast*.yaml"))  # the speed presets (lab_* are deeprob lab's)
+
+
+# ---------------------------------------------------------------- precision detection
+
+@pytest.mark.parametrize("flags, expected", [({"avx2", "fma"}, torch.float32),
+                                             ({"avx512f", "avx512_bf16"}, torch.bfloat16),
+                                             ({"amx_bf16", "amx_tile"}, torch.bfloat16)])
+def test_auto_precision_follows_the_cpu_flags(flags, expected):
+    assert pick_precision("auto", CPU, flags) == expected
+
+
+def test_forced_precision_ignores_the_hardware():
+    assert pick_precision("bf16", CPU, {"avx2"}) == torch.bfloat16
+    assert pick_precision("fp32", CPU, {"amx_bf16"}) == torch.float32
+    assert pick_precision("auto", torch.device("cuda"), set()) == torch.bfloat16  # no CUDA call needed
+
+
+def test_cpu_flags_read_from_a_cpuinfo_file(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(str(info)) == {"fpu", "avx512f", "avx512_bf16"}
+    assert cpu_flags(str(tmp_path / "missing")) == set()
+    assert cpu_has_bf16({"fpu", "avx512_bf16"}) and not cpu_has_bf16({"fpu", "avx2"})
+
+
+@pytest.mark.parametrize("key, value", [("precision", "fp16"), ("channels_last", "yes"), ("compile", "maybe")])
+def test_bad_speed_setting_is_one_line_naming_the_key(key, value):
+    with pytest.raises(UserError, match=rf"^trainer.{key}: '{value}' is not one of"):
+        Speed(make_cfg(f"trainer.{key}={value}").trainer, CPU)
+
+
+# ---------------------------------------------------------------- autocast and memory layout
+
+def test_autocast_runs_the_convolutions_in_bf16_and_the_weights_stay_fp32():
+    cfg = make_cfg("trainer.precision=bf16", "trainer.channels_last=auto").trainer
+    speed = Speed(cfg, CPU)
+    model = ConvNet((3, 8, 8), 10, torch.nn.ReLU, widths=(4, 8))
+    forward = speed.prepare(model)
+    assert speed.channels_last  # auto: conv model under bf16
+    with speed.autocast():
+        logits = forward(speed.layout(torch.rand(4, 3, 8, 8)))
+    assert logits.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.conv1_1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_wrapped_model_evaluates_under_autocast_and_follows_eval_mode():
+    speed = Speed(make_cfg("trainer.precision=bf16").trainer, CPU)
+    model = ConvNet((3, 8, 8), 10, torch.nn.ReLU, widths=(4,))
+    speed.prepare(model)
+    wrapped = speed.wrap(model)
+    wrapped.eval()
+    assert not model.training
+    x = torch.rand(2, 3, 8, 8)
+    assert wrapped(x).dtype == torch.bfloat16 and model(x).dtype == torch.float32  # outside: float32 again
+
+
+def test_fp32_autocast_is_a_no_op_and_plain_cpu_keeps_nchw():
+    speed = Speed(make_cfg("trainer.precision=fp32").trainer, CPU)
+    model = ConvNet((3, 8, 8), 10, torch.nn.ReLU, widths=(4,))
+    speed.prepare(model)
+    assert not speed.channels_last
+    with speed.autocast():
+        assert model(torch.rand(2, 3, 8, 8)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 5e-2)])
+def test_channels_last_gives_the_same_outputs_and_gradients(dtype, tol):
+    torch.manual_seed(0)
+    model = ConvNet((3, 16, 16), 10, torch.nn.ReLU, widths=(8, 16), pool="first")
+    x, y = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        model.zero_grad()
+        model.to(memory_format=layout)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            logits = model(x.contiguous(memory_format=layout))
+            F.cross_entropy(logits, y).backward()
+        results.append((logits.float(), model.conv1_1.weight.grad.clone()))
+    (a, ga), (b, gb) = results
+    assert torch.allclose(a, b, atol=tol, rtol=tol)
+    assert torch.allclose(ga, gb, atol=tol * ga.abs().max().item(), rtol=tol)
+
+
+def test_pool_first_halves_the_resolution_after_each_stage_first_conv():
+    model = ConvNet((3, 16, 16), 10, torch.nn.ReLU, widths=(4, 8), convs_per_stage=2, pool="first")
+    names = [n for n, _ in model.named_children()]
+    assert names.index("pool1") == names.index("act1_1") + 1 and names.index("pool2") == names.index("act2_1") + 1
+    assert model(torch.rand(2, 3, 16, 16)).shape == (2, 10)
+    with pytest.raises(ValueError, match="model.pool"):
+        ConvNet((3, 16, 16), 10, torch.nn.ReLU, pool="middle")
+
+
+def train_in_process(out: Path, *overrides) -> dict:
+    """train.py's train() on the composed config, in this process (no interpreter start-up)."""
+    train(make_cfg(*overrides), out, choices={}, sweep=True)
+    return summary(out)
+
+
+def test_bf16_run_trains_with_finite_loss_and_records_its_precision(tmp_path):
+    s = train_in_process(tmp_path, *FAST, "trainer.precision=bf16", "trainer.epochs=2", "log.hist_every=0")
+    assert s["status"] == "completed" and s["precision"] == "bf16" and s["channels_last"] is True
+    assert torch.isfinite(torch.tensor(s["train_loss"])) and s["val_acc"] > 0.5  # synthetic classes are separable
+
+
+# ---------------------------------------------------------------- experiment presets
+
+def test_fast_preset_chooses_the_groups_it_names():
+    cfg = make_cfg("experiment=fast")
+    assert cfg.preprocess._target_.endswith("PatchWhiten") and cfg.model.pool == "first"
+    assert list(cfg.augment) == ["flip", "crop"]
+    assert list(cfg.regularizer) == ["label_smoothing", "l2"]
+    assert cfg.tta._target_.endswith("tta.Flip") and cfg.schedule._target_.endswith("onecycle")
+    assert cfg.optim.nesterov is True and cfg.trainer.precision == "auto"
+
+
+def test_command_line_overrides_win_over_the_preset():
+    preset = make_cfg("experiment=fast")
+    cfg = make_cfg("experiment=fast", "optim.lr=0.01", "trainer.epochs=3", "augment=[flip]", "tta=none")
+    assert preset.optim.lr != 0.01 and cfg.optim.lr == 0.01 and cfg.trainer.epochs == 3
+    assert list(cfg.augment) == ["flip"] and cfg.tta._target_.endswith("Identity")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_trains_on_synthetic_data_without_validation(tmp_path, preset):
+    """Each preset, shrunk to a few steps: composes, trains, and with val_size=0 still writes summary.json."""
+    s = train_in_process(tmp_path, f"experiment={preset}", "dataset=synthetic", "dataset.val_size=0",
+                         "dataset.num_train=256", "trainer.epochs=1", "trainer.batch_size=64", "model.widths=[8,16,16]")
+    assert s["status"] == "completed" and s["val_acc"] is None and s["val_acc_tta"] is None and s["steps"] == 4
+
+
+# ---------------------------------------------------------------- start-up
+
+def test_cfg_job_answers_without_importing_torch(tmp_path):
+    """`deeprob train experiment=fast --cfg job` prints the preset's values and never imports torch."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from deeprob_cli import show
+
+    assert show.CONFIG_DIR == CONFIG_DIR
+    assert show.is_query(["a=1", "--cfg", "job"]) and not show.is_query(["trainer.epochs=1"])
+    code = ("import sys; sys.argv = ['deeprob', 'train', 'experiment=fast', 'optim.lr=0.3', '--cfg', 'job']\n"
+            "from deeprob_cli.__main__ import main\nmain()\nprint('torch imported:', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}).stdout
+    assert "pool: first" in out and "lr: 0.3" in out and "torch imported: False" in out
