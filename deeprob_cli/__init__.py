@@ -1,6 +1,13 @@
 """deeprob: experiment runner for the 'Training Neural Networks' lecture. Start with `deeprob --help`."""
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+# conf/ at the top of a checkout (editable install); a wheel carries it inside the package as deeprob_cli/conf
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+if not CONFIG_DIR.is_dir():
+    CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 class UserError(Exception):

@@ -5,20 +5,16 @@ line and exit code 2 before Hydra creates a run folder; `check(cfg, choices)` va
 each option's parameters against the types of its YAML defaults); `build(cfg.<group>)` instantiates an option's
 `_target_` and turns a bad parameter into one line that names the key.
 """
-from pathlib import Path
 
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import UserError
+from . import CONFIG_DIR, UserError
 from .components.regularizer import check_fits
 from .models import MLP
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
-if not CONFIG_DIR.is_dir():  # installed from a wheel: conf/ ships inside the package
-    CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def _is_int(value) -> bool:

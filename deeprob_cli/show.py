@@ -3,14 +3,11 @@
 Printing the composed configuration needs only Hydra; train.py's imports (torch, torchvision) cost seconds,
 so __main__.py routes these queries here (`deeprob train experiment=fast --cfg job` answers at once).
 """
-from pathlib import Path
 
 import hydra
 
-# the same folder as deeprob_cli.config.CONFIG_DIR, found here without importing torch
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
-if not CONFIG_DIR.is_dir():  # installed from a wheel: conf/ ships inside the package
-    CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+from . import CONFIG_DIR  # torch-free
+
 QUERIES = ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i")
 
 

@@ -1,7 +1,6 @@
 """Weight initialization (conf/init/): every option on every model, the lecture's variance formulas, zero init's
 symmetry, zero_residual's identity blocks, LSUV's unit variances."""
 import math
-from pathlib import Path
 
 import pytest
 import torch
