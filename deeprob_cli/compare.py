@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from . import UserError
+from .config import flatten
 
 METRICS = ("status", "train_acc", "val_acc", "test_acc", "train_loss", "seconds")
 
@@ -31,22 +32,13 @@ def find_runs(paths):
     return sorted(runs)
 
 
-def _flatten(node, prefix=""):
-    out = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        elif key not in ("_target_", "_partial_"):
-            out[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
-    return out
-
-
 def describe(run: Path) -> dict:
     """A run's settings (group choices and flattened values) and its final metrics."""
     summary_path = run / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"status": "unfinished"}
     config = OmegaConf.to_container(OmegaConf.load(run / ".hydra" / "config.yaml"), resolve=False)
-    settings = _flatten(config)
+    settings = {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(config).items()
+                if k.rsplit(".", 1)[-1] not in ("_target_", "_partial_")}
     choices = summary.get("choices") or {}
     for group, choice in choices.items():
         settings[group] = ",".join(choice) if isinstance(choice, list) else choice

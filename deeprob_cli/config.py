@@ -182,6 +182,17 @@ def build(node, key: str, **kwargs):
         raise UserError(message if message.startswith(key) else f"{key}: {message}") from None
 
 
+def flatten(node: dict, prefix: str = "") -> dict:
+    """A nested dict as {"a.b.c": value}."""
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def to_plain(node):
     """A DictConfig/ListConfig as plain Python containers (checkpoint- and JSON-safe)."""
     from omegaconf import OmegaConf

@@ -43,13 +43,15 @@ def evaluate(model, split, preprocess, device, batch_size: int = 1000, tta=None)
     return loss.item() / n, correct.item() / n
 
 
-def final_scores(model, data, preprocess, device, batch_size: int, tta) -> dict:
-    """End-of-training accuracies: val_acc_tta, test_acc, test_acc_tta (None where a split is missing)."""
+def final_scores(model, data, preprocess, device, batch_size: int, tta, val_acc=None) -> dict:
+    """End-of-training accuracies: val_acc(_tta), test_acc(_tta) (None where a split is missing); a val_acc
+    already measured by the last epoch is taken as it is, not evaluated again."""
     one_view = len(tta(data.train.images[:1].float())) == 1  # tta=none: the plain figures, not computed twice
     scores = {}
     for name in ("val", "test"):
         split = getattr(data, name)
-        plain = evaluate(model, split, preprocess, device, batch_size)[1] if split is not None else None
+        known = val_acc if name == "val" else None
+        plain = known if known is not None or split is None else evaluate(model, split, preprocess, device, batch_size)[1]
         with_tta = plain if one_view or split is None else evaluate(model, split, preprocess, device, batch_size, tta)[1]
         scores.update({f"{name}_acc": plain, f"{name}_acc_tta": with_tta})
     return scores

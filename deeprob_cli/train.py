@@ -30,7 +30,7 @@ from .checkpoint import link_checkpoint, load_checkpoint, provenance, restore_rn
 from .components.activation import materialize
 from .components.augment import compose, log_examples
 from .components.regularizer import apply_to_model, batch_mixer, loss_function
-from .config import CONFIG_DIR, build, check, selected, to_plain
+from .config import CONFIG_DIR, build, check, flatten, selected, to_plain
 from .data import load_data
 from .evaluate import evaluate, final_scores
 from .monitor import Monitor
@@ -227,7 +227,8 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
             if improved and distributed.is_main():
                 link_checkpoint(out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt")
 
-    scores = final_scores(speed.wrap(model), data, preprocess, device, cfg.trainer.eval_batch_size, tta)
+    scores = final_scores(speed.wrap(model), data, preprocess, device, cfg.trainer.eval_batch_size, tta,
+                          val_acc=progress.metrics.get("val_acc"))
     summary = finish("completed", **scores, **distributed.checksums(model))
     log.info("done: val_acc %s, %.0f images/s, summary in %s", summary["val_acc"], summary["images_per_second"], out)
     return summary["val_acc"] if summary["val_acc"] is not None else summary["train_acc"]
@@ -339,22 +340,12 @@ def resume_from(cfg: DictConfig, out: Path):
     if read_status(out) == "completed":
         raise UserError(f"resume: {out} already completed; start a new run instead")
     state = load_checkpoint(last)
-    saved, now = _flat(state["config"]), _flat(to_plain(cfg))
+    saved, now = flatten(state["config"]), flatten(to_plain(cfg))
     for key in sorted(set(saved) | set(now)):
         if saved.get(key) != now.get(key) and key not in RESUMABLE_CHANGES:
             raise UserError(f"resume: {key}={now.get(key)!r} differs from the run's {saved.get(key)!r}; a resumed run "
                             f"keeps its configuration (it may change: {', '.join(sorted(RESUMABLE_CHANGES))})")
     return state
-
-
-def _flat(node, prefix=""):
-    out = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def group_choices(cfg: DictConfig, runtime_choices) -> dict:
