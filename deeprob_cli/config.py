@@ -1,108 +1,122 @@
-"""Configuration checks and component building, shared by `deeprob train` and `deeprob eval`.
+"""Configuration checks and component building, shared by `deeprob train`, `deeprob init-stats` and `deeprob eval`.
 
 `precheck(args)` composes a command line's config the way Hydra will and checks it, so that a mistake is one
-line and exit code 2 before Hydra creates a run folder; `check(cfg, choices)` validates every value (ranges, and
-each option's parameters against the types of its YAML defaults); `build(cfg.<group>)` instantiates an option's
-`_target_` and turns a bad parameter into one line that names the key.
+line and exit code 2 before Hydra creates a run folder; `check(cfg)` validates every value: the top-level
+settings against SETTINGS, each chosen option's parameters against its code's signature (deeprob_cli.validate),
+and the cross-group rules; `build(cfg.<group>)` instantiates an option's `_target_` the same way.
 """
+import inspect
 
-import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class, get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from . import CONFIG_DIR, UserError
-from .components.regularizer import check_fits
-from .models import MLP
+from .validate import Choice, Kind, Range, check_params
+from .validate import check as check_value
 
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _require(ok: bool, key: str, value, allowed: str):
-    if not ok:
-        raise UserError(f"{key}: {value!r} is not allowed; expected {allowed}")
+# the settings outside the option groups, each declared once: key → allowed values
+SETTINGS = {
+    "trainer.epochs": Range(1, integer=True),
+    "trainer.batch_size": Range(1, integer=True),
+    "trainer.eval_batch_size": Range(1, integer=True),
+    "trainer.seed": Range(0, 2 ** 63 - 1, integer=True),  # torch.Generator.manual_seed's range
+    "trainer.threads": Range(1, integer=True, nullable=True),
+    "trainer.checkpoint_every": Range(0, integer=True),
+    "trainer.sync_bn": Kind(bool),
+    "trainer.precision": Choice("auto", "bf16", "fp32"),
+    "trainer.channels_last": Choice("auto", True, False),
+    "trainer.compile": Kind(bool),
+    "resume": Kind(str, nullable=True),
+    "log.hist_every": Range(0, integer=True),
+    "log.progress": Choice("auto", True, False),
+    "dataset.subset": Range(1, integer=True, nullable=True),
+    "dataset.val_size": Range(0, integer=True),
+    "optim.lr": Range(0, low_open=True),
+}
+DEVICES = "auto, cpu or cuda"
+# a setting's advice when its value is refused, where "expected ..." alone does not say what it means
+HINTS = {"trainer.checkpoint_every": " (0 = at epoch ends only)", "log.hist_every": " (0 = no histograms)"}
 
 
 def check(cfg: DictConfig, choices: dict | None = None):
     """Raise UserError naming the first key whose value is out of its range or of the wrong type."""
-    if choices:
-        check_params(cfg, choices)
-    t, d = cfg.trainer, cfg.dataset
-    _require(_is_int(t.epochs) and t.epochs > 0, "trainer.epochs", t.epochs, "a positive integer")
-    _require(_is_int(t.batch_size) and t.batch_size > 0, "trainer.batch_size", t.batch_size, "a positive integer")
-    _require(_is_int(t.eval_batch_size) and t.eval_batch_size > 0, "trainer.eval_batch_size", t.eval_batch_size,
-             "a positive integer")
-    _require(_is_int(t.seed), "trainer.seed", t.seed, "an integer")
-    _require(t.threads is None or (_is_int(t.threads) and t.threads > 0), "trainer.threads", t.threads,
-             "null or a positive integer")
-    _require(t.device in ("auto", "cpu", "cuda") or str(t.device).startswith("cuda:"), "trainer.device", t.device,
-             "auto, cpu or cuda")
-    if str(t.device).startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"trainer.device: {t.device!r} asked for, but this machine has no CUDA device; "
-                        f"use trainer.device=auto or cpu")
-    _require(_is_int(t.checkpoint_every) and t.checkpoint_every >= 0, "trainer.checkpoint_every",
-             t.checkpoint_every, "an integer ≥ 0 (0 = at epoch ends only)")
-    _require(isinstance(t.sync_bn, bool), "trainer.sync_bn", t.sync_bn, "true or false")
-    _require(cfg.resume is None or isinstance(cfg.resume, str), "resume", cfg.resume, "null, auto or a run folder")
-    _require(_is_int(cfg.log.hist_every) and cfg.log.hist_every >= 0, "log.hist_every", cfg.log.hist_every,
-             "an integer ≥ 0 (0 = no histograms)")
-    _require(cfg.log.progress in ("auto", True, False), "log.progress", cfg.log.progress, "auto, true or false")
-    _require(d.subset is None or (_is_int(d.subset) and d.subset > 0), "dataset.subset", d.subset,
-             "null or a positive integer")
-    _require(_is_int(d.val_size) and d.val_size >= 0, "dataset.val_size", d.val_size, "an integer ≥ 0")
-    _require(isinstance(cfg.optim.lr, (int, float)) and not isinstance(cfg.optim.lr, bool) and cfg.optim.lr > 0,
-             "optim.lr", cfg.optim.lr, "a number > 0")
+    for key, spec in SETTINGS.items():
+        if OmegaConf.select(cfg, key, default="<absent>") != "<absent>":
+            try:
+                check_value(key, OmegaConf.select(cfg, key), spec)
+            except ValueError as e:
+                raise UserError(f"{e}{HINTS.get(key, '')}") from None
+    device = str(cfg.trainer.device)
+    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise UserError(f"trainer.device: {cfg.trainer.device!r} is not allowed; expected {DEVICES}")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"trainer.device: {device!r} asked for, but this machine has no CUDA device; "
+                            f"use trainer.device=auto or cpu")
     for group in ("augment", "regularizer"):
         node = cfg.get(group)
-        _require(node is None or isinstance(node, DictConfig), group, node,
-                 f"a list of options, e.g. {group}=[a,b], a single option or {group}=none")
-
-    # ---- cross-group rules: preprocess ↔ model ----
-    preprocess, model = get_class(cfg.preprocess._target_), get_class(cfg.model._target_)
-    if not getattr(preprocess, "keeps_layout", True) and not issubclass(model, MLP):
-        raise UserError(f"preprocess: {preprocess.__name__.lower()} gives component coordinates, not an image, so "
-                        f"model={model.__name__.lower()} cannot use it; use model=mlp, or preprocess=whiten "
-                        f"(decorrelates and keeps the pixel layout)")
-    # ---- cross-group rules: a selected regularizer needs a place in the chosen model (stochastic_depth: resnet, ...)
-    check_fits(selected(cfg, "regularizer"), cfg.model)
+        if not (node is None or isinstance(node, DictConfig)):
+            raise UserError(f"{group}: {node!r} is not allowed; expected a list of options, e.g. {group}=[a,b], a "
+                            f"single option or {group}=none")
+    for key, node in options(cfg):
+        check_option(node, key)
+    check_fits(cfg)
 
 
-def _kind(default):
-    if isinstance(default, bool):
-        return "true or false", lambda v: isinstance(v, bool)
-    if isinstance(default, int):
-        return "an integer", _is_int
-    if isinstance(default, float):
-        return "a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-    if isinstance(default, str):
-        return "a string", lambda v: isinstance(v, str)
-    if isinstance(default, (list, ListConfig)):
-        return "a list", lambda v: isinstance(v, (list, ListConfig))
-    return None, None
-
-
-def check_params(cfg: DictConfig, choices: dict):
-    """Each option's parameters must have the type of their defaults in the option's own YAML file."""
-    chosen = [(g, n, cfg.get(g)) for g, n in choices.items() if isinstance(n, str) and (CONFIG_DIR / g).is_dir()]
+def options(cfg: DictConfig):
+    """(key, config node) of every chosen option: single groups (`init`) and multi-select ones (`augment.flip`)."""
+    for group in ("dataset", "model", "activation", "init", "preprocess", "tta", "optim", "schedule"):
+        node = cfg.get(group)
+        if isinstance(node, DictConfig) and "_target_" in node:
+            yield group, node
     for group in ("augment", "regularizer"):
-        chosen += [(f"{group}.{name}", f"{group}/{name}", node) for name, node in selected(cfg, group).items()]
-    for key, option, node in chosen:
-        path = CONFIG_DIR / f"{option if '/' in option else f'{key}/{option}'}.yaml"
-        if node is None or not path.is_file():
-            continue
-        for param, default in (OmegaConf.load(path) or {}).items():
-            kind, ok = _kind(default)
-            value = node.get(param)
-            if kind and value is not None and not ok(value):
-                raise UserError(f"{key}.{param}: {value!r} is not allowed; expected {kind} (default {default!r} in "
-                                f"conf/{path.relative_to(CONFIG_DIR)})")
+        for name, node in selected(cfg, group).items():
+            yield f"{group}.{name}", node
 
 
-def precheck(args):
-    """Compose and check what `deeprob train ARGS` will run (a sweep: its first job), before Hydra starts."""
+def check_option(node, key: str):
+    """An option's parameters against the signature of its `_target_` (types and declared ranges)."""
+    params = {k: v for k, v in node.items() if not str(k).startswith("_")}
+    try:
+        check_params(get_object(node._target_), params)
+    except ValueError as e:
+        raise UserError(prefixed(key, str(e))) from None
+    except Exception:  # a target that cannot be imported: instantiate() reports it
+        return
+
+
+def prefixed(key: str, message: str) -> str:
+    """A component's short error ("p: ...") as the user's key ("regularizer.dropout.p: ...")."""
+    if message.startswith(key):
+        return message
+    head = message.split(":", 1)[0]
+    if head.isidentifier():
+        return f"{key}.{message}"
+    return f"{key}: {message}"
+
+
+def check_fits(cfg: DictConfig):
+    """The cross-group rules, in one place: what preprocessing and each regularizer need from the model, as the
+    classes declare it (`needs`/`provides` on the regularizer, preprocess and model classes)."""
+    model_cls, model_name = get_class(cfg.model._target_), cfg.model._target_.rsplit(".", 1)[-1].lower()
+    provides = model_cls.provides(cfg.model)
+    preprocess = get_class(cfg.preprocess._target_)
+    if not getattr(preprocess, "keeps_layout", True) and "flat_input" not in provides:
+        raise UserError(f"preprocess: {preprocess.__name__.lower()} gives component coordinates, not an image, so "
+                        f"model={model_name} cannot use it; use model=mlp, or preprocess=whiten "
+                        f"(decorrelates and keeps the pixel layout)")
+    for name, node in selected(cfg, "regularizer").items():
+        cls = get_class(node._target_)
+        needs = cls.needs(node) if hasattr(cls, "needs") else None
+        if needs and needs[0] not in provides:
+            raise UserError(f"regularizer={name}: {needs[1]} and model {model_cls.__name__} has none; {needs[2]}")
+
+
+def precheck(args, config_name: str = "train"):
+    """Compose and check what `deeprob COMMAND ARGS` will run (a sweep: its first job), before Hydra starts."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -127,43 +141,62 @@ def precheck(args):
         if (CONFIG_DIR / key).is_dir():
             for value in values:
                 names = value if isinstance(value, list) else str(value).strip("[]").split(",")
-                _require_options(key, [str(n).strip() for n in names if str(n).strip()])
+                require_options(key, [str(n).strip() for n in names if str(n).strip()])
+    cfg = compose_checked(config_name, first)
+    if cfg is None:
+        return
+    if config_name == "init_stats":
+        from .init_stats import check as check_stack
+
+        check_stack(cfg.init_stats)
+        for key, node in (("activation", cfg.activation), ("init", cfg.init)):
+            check_option(node, key)
+    else:
+        check(cfg)
+    build(cfg.activation, "activation", _partial_=False)  # the data-free components' own checks
+    for key, node in options(cfg):
+        if key.startswith(("augment.", "regularizer.", "tta")):
+            build(node, key)
+
+
+def compose_checked(config_name: str, overrides: list):
+    """The composed config (without Hydra's node), or None where Hydra's own settings are at fault (Hydra
+    reports those itself); a missing key is one line listing the keys that exist."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=first, return_hydra_config=True)
+            cfg = compose(config_name=config_name, overrides=overrides)
     except HydraException as e:
         message = str(e).strip().splitlines()[0]
-        if "hydra" in message:  # Hydra's own settings (launchers, sweepers): Hydra reports those itself
-            return
+        if "hydra" in message:
+            return None
         missing = next((line.split("'")[1] for line in str(e).splitlines() if line.startswith("Could not override")),
                        None)
         if missing:
             parent = missing.rsplit(".", 1)[0] if "." in missing else ""
             with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-                base = compose(config_name="train", overrides=[f for f in first if not f.startswith(f"{missing}=")])
+                base = compose(config_name=config_name, overrides=[f for f in overrides
+                                                                   if not f.startswith(f"{missing}=")])
             node = OmegaConf.select(base, parent) if parent else base
             keys = ", ".join(k for k in node.keys() if not str(k).startswith("_")) if isinstance(node, DictConfig) else ""
             raise UserError(f"{missing}: no such key" + (f"; {parent or 'the config'} has: {keys}" if keys else "")
                             + f" (add a new key with +{missing}=...)") from None
         raise UserError(message) from None
-    choices = dict(cfg.hydra.runtime.choices)
-    for group in ("augment", "regularizer"):
-        choices.pop(group, None)
-    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
-    check(cfg, choices)
-    build(cfg.activation, "activation", _partial_=False)  # the data-free components' own range checks
-    for group in ("augment", "regularizer"):
-        for name, node in selected(cfg, group).items():
-            build(node, f"{group}.{name}")
-    if cfg.get("tta") is not None:
-        build(cfg.tta, "tta")
+    return cfg
 
 
-def _require_options(group: str, names):
-    options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+def option_names(group: str) -> list:
+    """The options of a config group: the YAML files in conf/<group>/, sorted."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def require_options(group: str, names):
+    options_ = option_names(group)
     for name in names:
-        if name not in options:
-            raise UserError(f"{group}={name}: no such option; choose from {', '.join(options)}")
+        if name not in options_:
+            raise UserError(f"{group}={name}: no such option; choose from {', '.join(options_)}")
 
 
 def selected(cfg: DictConfig, group: str) -> dict:
@@ -173,13 +206,15 @@ def selected(cfg: DictConfig, group: str) -> dict:
 
 
 def build(node, key: str, **kwargs):
-    """instantiate(node, **kwargs), with a bad parameter reported as one line naming `key`."""
+    """instantiate(node, **kwargs) after checking its parameters; a bad one is one line naming `key.param`."""
+    if isinstance(node, DictConfig) and "_target_" in node:
+        check_option(node, key)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
         cause = e.__cause__ or e
         message = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
-        raise UserError(message if message.startswith(key) else f"{key}: {message}") from None
+        raise UserError(prefixed(key, message)) from None
 
 
 def flatten(node: dict, prefix: str = "") -> dict:
@@ -195,8 +230,6 @@ def flatten(node: dict, prefix: str = "") -> dict:
 
 def to_plain(node):
     """A DictConfig/ListConfig as plain Python containers (checkpoint- and JSON-safe)."""
-    from omegaconf import OmegaConf
-
     if isinstance(node, (DictConfig, ListConfig)):
         return OmegaConf.to_container(node, resolve=True)
     return node

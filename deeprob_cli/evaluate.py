@@ -15,8 +15,7 @@ from omegaconf import OmegaConf
 
 from . import UserError
 from .checkpoint import load_checkpoint
-from .components.regularizer import apply_to_model
-from .config import CONFIG_DIR, build, selected
+from .config import CONFIG_DIR, build
 from .data import load_data
 from .speed import for_eval
 
@@ -58,14 +57,12 @@ def final_scores(model, data, preprocess, device, batch_size: int, tta, val_acc=
 
 
 def restore(state: dict, cfg, device):
-    """Rebuild the run's model and preprocessing from a checkpoint's stored state."""
+    """Rebuild the run's model and preprocessing from a checkpoint: the training assembly without init."""
+    from .assemble import assemble
+
     preprocess = build(cfg.preprocess, "preprocess")
     preprocess.load_state_dict(state["preprocess"])
-    activation = build(cfg.activation, "activation")
-    model = build(cfg.model, "model", in_shape=preprocess.output_shape(state["input_shape"]),
-                  num_classes=len(state["classes"]), activation=activation)
-    regularizers = [build(node, f"regularizer.{name}") for name, node in selected(cfg, "regularizer").items()]
-    apply_to_model(regularizers, model, activation())  # e.g. fractional pooling's test-time averaging
+    model = assemble(cfg, preprocess.output_shape(state["input_shape"]), len(state["classes"]), init=False).model
     model.load_state_dict(state["model"])
     return model.to(device), preprocess.to(device)
 

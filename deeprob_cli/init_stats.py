@@ -11,14 +11,16 @@ numbers to stats.json, one histogram per layer to histograms.png (the lecture's 
 histograms `activation/layerN` into the run folder. Same seed, same numbers.
 """
 import json
+import sys
 import time
 from pathlib import Path
 
+import hydra
 import torch
 from omegaconf import DictConfig, ListConfig
 from torch import nn
 
-from . import UserError
+from . import CONFIG_DIR, UserError
 from .config import build
 from .models import in_factor
 
@@ -73,10 +75,26 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+@hydra.main(config_path=str(CONFIG_DIR), config_name="init_stats", version_base="1.3")
+def main(cfg: DictConfig):
+    """`deeprob init-stats [overrides]`: one line and exit code 2 for a mistake (a sweep goes on)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    try:
+        return run(cfg, Path(hydra_cfg.runtime.output_dir))
+    except UserError as e:
+        print(f"deeprob init-stats: error: {e}", file=sys.stderr)
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            sys.exit(2)
+
+
+cli = main  # `deeprob init-stats`
+
+
 def run(cfg: DictConfig, out: Path):
     """Initialize the stack, measure every layer on one Gaussian batch, print and save the statistics."""
-    if cfg.task != "init_stats":
-        raise UserError(f"task: {cfg.task!r} is not one of train, init_stats")
     check(cfg.init_stats)
     if (out / "stats.json").exists():
         raise UserError(f"hydra.run.dir: {out} already holds init-stats results; choose another folder")

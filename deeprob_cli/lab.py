@@ -46,11 +46,25 @@ class Claim:
 
 # ---------------------------------------------------------------- running a claim
 
+# the keys `deeprob init-stats` has (conf/init_stats.yaml); a user's other overrides are for training runs
+INIT_STATS_KEYS = ("activation", "init", "init_stats", "trainer.seed")
+
+
+def for_command(command: str, overrides) -> list:
+    """The user's overrides that the sub-command has keys for: init-stats its own, train all but init_stats.*."""
+    def key(o):
+        return o.split("=", 1)[0].lstrip("+~")
+
+    if command == "init-stats":
+        return [o for o in overrides if key(o) == "trainer.seed" or key(o).split(".")[0] in INIT_STATS_KEYS]
+    return [o for o in overrides if key(o).split(".")[0] != "init_stats"]
+
+
 def run_command(args, folder: Path, overrides) -> list:
     """The deeprob command line of one sub-run writing into folder: the claim's arguments, then the user's."""
     sweep = "-m" in args
     where = f"hydra.sweep.dir={folder}" if sweep else f"hydra.run.dir={folder}"
-    return [*args, *overrides, where]
+    return [*args, *for_command(args[0], overrides), where]
 
 
 def run_claim(claim: Claim, overrides, out: Path, log=print) -> dict:
@@ -169,7 +183,7 @@ def compose_cfg(overrides):
     from .config import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+        return compose(config_name="train", overrides=for_command("train", overrides))
 
 
 def restore_run(run: Path, with_data=True):
@@ -199,19 +213,10 @@ def data_batch(cfg, n: int):
 
 
 def build_model(cfg, x, data, preprocess):
-    """The model of cfg built and initialized exactly as train.py does it (activation, regularizers, init)."""
-    from .components.activation import materialize
-    from .components.regularizer import apply_to_model
-    from .config import build, selected
+    """The model of cfg, assembled and initialized by the one recipe train.py uses."""
+    from .assemble import assemble
 
-    activation = build(cfg.activation, "activation")
-    model = build(cfg.model, "model", in_shape=preprocess.output_shape(data.shape), num_classes=len(data.classes),
-                  activation=activation)
-    regularizers = [build(node, f"regularizer.{name}") for name, node in selected(cfg, "regularizer").items()]
-    apply_to_model(regularizers, model, activation())
-    materialize(model, x)
-    build(cfg.init, "init")(model, activation=activation(), batch=x)
-    return model
+    return assemble(cfg, preprocess.output_shape(data.shape), len(data.classes), batch=x).model
 
 
 def figure(*shape, size=(6, 4)):

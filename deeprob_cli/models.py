@@ -37,6 +37,11 @@ class DropoutSlot(nn.Identity):
 class MLP(nn.Sequential):
     """Flatten, then `depth` hidden layers of Linear → norm → activation, then a linear classifier."""
 
+    @staticmethod
+    def provides(cfg) -> set:
+        """What regularizers and preprocessing may rely on (config.check_fits): flat inputs, hidden FC layers."""
+        return {"flat_input"} | ({"fc_hidden"} if cfg.get("depth", 0) > 0 else set())
+
     def __init__(self, in_shape, num_classes, activation, depth=3, width=512, norm="none"):
         k = in_factor(activation)
         layers = OrderedDict(flatten=nn.Flatten())
@@ -60,6 +65,10 @@ class ConvNet(nn.Sequential):
     In eval mode with test_samples > 1 (random pooling: regularizer=fractional_pool) the prediction is the mean
     of the class probabilities over that many forward passes, returned as log-probabilities (valid logits).
     """
+
+    @staticmethod
+    def provides(cfg) -> set:
+        return {"conv", "max_pool"}
 
     test_samples = 1
 
@@ -125,6 +134,10 @@ class BasicBlock(nn.Module):
 
 class ResNet(nn.Module):
     """CIFAR ResNet: a 3×3 stem, three stages of (depth−2)/6 basic blocks at width, 2·width, 4·width; linear."""
+
+    @staticmethod
+    def provides(cfg) -> set:
+        return {"conv", "residual"}
 
     def __init__(self, in_shape, num_classes, activation, depth=20, width=16, norm="batch"):
         super().__init__()

@@ -1,7 +1,7 @@
 """Hydra's read-only answers without importing torch: `deeprob train --cfg job` (also --help, --info, --resolve).
 
-Printing the composed configuration needs only Hydra; train.py's imports (torch, torchvision) cost seconds,
-so __main__.py routes these queries here (`deeprob train experiment=fast --cfg job` answers at once).
+Printing the composed configuration needs only Hydra; the training modules' imports (torch, torchvision) cost
+seconds, so __main__.py routes these queries here (`deeprob train experiment=fast --cfg job` answers at once).
 """
 
 import hydra
@@ -16,7 +16,11 @@ def is_query(args) -> bool:
     return any(a in QUERIES or a.startswith(("--cfg=", "--info=")) for a in args)
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
-def main(cfg):
-    """Never called: Hydra answers the query and returns before running the task."""
-    raise RuntimeError("deeprob_cli.show runs only for --cfg/--help/--info queries")
+def answer(config_name: str):
+    """Let Hydra answer the query in sys.argv for conf/<config_name>.yaml; the task itself never runs."""
+
+    @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")
+    def never_called(cfg):
+        raise RuntimeError("deeprob_cli.show runs only for --cfg/--help/--info queries")
+
+    return never_called()

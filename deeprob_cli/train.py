@@ -6,15 +6,11 @@
 Reads top to bottom: check config → device + seed → data (uint8 tensors) → preprocessing fitted on train →
 model from the groups → init → optimizer + schedule → loop (TensorBoard, checkpoint per epoch) → summary.json.
 """
-import json
 import logging
 import os
 import random
-import signal
 import sys
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -25,15 +21,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from . import UserError, distributed, init_stats
-from .checkpoint import link_checkpoint, load_checkpoint, provenance, restore_rng, rng_state, save_checkpoint
-from .components.activation import materialize
+from . import UserError, distributed
+from .assemble import assemble
+from .checkpoint import rng_state
 from .components.augment import compose, log_examples
-from .components.regularizer import apply_to_model, batch_mixer, loss_function
-from .config import CONFIG_DIR, build, check, flatten, selected, to_plain
+from .config import CONFIG_DIR, build, check, selected
 from .data import load_data
 from .evaluate import evaluate, final_scores
 from .monitor import Monitor
+from .run import Diverged, Interrupted, Run, read_summary, write_json
 from .speed import Speed
 
 log = logging.getLogger("deeprob")
@@ -48,14 +44,13 @@ def main(cfg: DictConfig):
     set_threads(cfg.trainer.threads,
                 (OmegaConf.select(hydra_cfg, "launcher.n_jobs") if sweep else None) or distributed.threads_per_process())
     try:
-        if cfg.task != "train":
-            return init_stats.run(cfg, out)
         return train(cfg, out, choices=group_choices(cfg, hydra_cfg.runtime.choices), sweep=sweep)
     except UserError as e:
-        print(f"deeprob {str(cfg.task).replace('_', '-')}: error: {e}", file=sys.stderr)
+        print(f"deeprob train: error: {e}", file=sys.stderr)
         if not sweep:
             sys.exit(2)
-        write_json(out / "summary.json", {"status": "failed", "error": str(e)})  # the sweep goes on
+        if not (out / "summary.json").exists():  # the sweep goes on; another run's record is never replaced
+            write_json(out / "summary.json", {"status": "failed", "error": str(e)})
     except Diverged as e:  # summary.json already says so; in a sweep the other jobs go on
         print(f"deeprob train: diverged: {e}", file=sys.stderr)
         if not sweep:
@@ -72,22 +67,142 @@ def main(cfg: DictConfig):
 
 
 def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
+    """Train one configuration into run folder `out`; the final val accuracy (train accuracy without val)."""
     check(cfg, choices)
-    if cfg.resume == "auto" and read_status(out) == "completed":
-        log.info("resume=auto: %s already completed; nothing to do", out)
-        return json.loads((out / "summary.json").read_text()).get("val_acc")
-    resumed = resume_from(cfg, out)
-    started = time.perf_counter()
+    run = Run.open(cfg, out)  # refuses another run's folder, finds the checkpoint to resume, locks the folder
+    job = None
+    try:
+        if cfg.resume == "auto" and run.completed:
+            log.info("resume=auto: %s already completed; nothing to do", out)
+            return read_summary(out).get("val_acc")
+        job = assemble_job(cfg, run, choices, sweep)
+        with run.stop:
+            while run.progress.epoch <= cfg.trainer.epochs:
+                train_epoch(job, run)
+                end_epoch(job, run)
+        return finish(job, run)
+    finally:
+        if job is not None:
+            job.monitor.close()
+        run.release()
+
+
+def train_epoch(job: "Job", run: Run):
+    """The steps of one epoch (from where a resumed run left off), with checkpoints when due."""
+    p = run.progress
+    if p.order is None:
+        p.order = torch.randperm(len(job.train), generator=job.order).to(job.device)
+    job.net.train()
+    run.start_epoch()
+    bar = tqdm(range(p.index, job.steps_per_epoch), desc=f"epoch {p.epoch}/{job.cfg.trainer.epochs}",
+               disable=not job.show, initial=p.index, total=job.steps_per_epoch)
+    for i in bar:
+        train_step(job, run, last_of_epoch=i == job.steps_per_epoch - 1)
+        if job.show and i % 20 == 0:
+            bar.set_postfix(loss=f"{p.last_loss:.3f}")
+        if run.checkpoint_due():
+            run.lap()
+            run.checkpoint(job.model, job.state())
+            if run.stop.signal:
+                raise run.interrupted()
+    run.lap()
+
+
+def train_step(job: "Job", run: Run, last_of_epoch: bool):
+    """One optimizer step on the next batch: gather, augment, preprocess, mix, forward, loss, backward, step."""
+    p, eb = run.progress, job.effective_batch
+    index = distributed.shard(p.order[p.index * eb:(p.index + 1) * eb])
+    x = job.speed.layout(job.preprocess(job.augment(job.train.images[index].float().div_(255), job.noise)))
+    x, targets, y = job.regularizers.mix(x, job.train.labels[index], job.noise, p.step)  # y: dominant labels
+    snapshot = job.monitor.due(p.step, last_of_epoch=last_of_epoch)
+    if snapshot:
+        job.monitor.snapshot()
+    with job.speed.autocast():
+        logits = job.net(x)
+        loss = job.regularizers.loss(logits, targets)  # cross-entropy, label-smoothed when selected
+    total = loss + job.regularizers.penalty(job.model)
+    if not distributed.all_finite(total):  # stop at once (every rank): later steps would be wasted
+        run.lap()
+        raise run.diverged(f"loss became {total.item()} at step {p.step}")
+    job.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    job.optimizer.step()
+    job.regularizers.after_step(job.model, job.optimizer.param_groups[0]["lr"])
+    job.schedule.step()
+    if snapshot:
+        job.monitor.log_snapshot(p.step)
+    p.advance(loss.detach(), (logits.argmax(1) == y).sum(), eb)
+
+
+def end_epoch(job: "Job", run: Run):
+    """Per-step losses and epoch metrics to TensorBoard, validation, the checkpoint (and best.pt)."""
+    p = run.progress
+    p.losses, p.correct = distributed.mean(p.losses), distributed.total(p.correct)
+    job.monitor.step_losses(p.step - len(p.losses), p.losses)
+    metrics = {"train/acc": p.correct.item() / (len(p.losses) * job.effective_batch),
+               "lr": job.optimizer.param_groups[0]["lr"]}
+    if job.data.val is not None:
+        metrics["val/loss"], metrics["val/acc"] = evaluate(job.speed.wrap(job.model), job.data.val, job.preprocess,
+                                                           job.device, job.cfg.trainer.eval_batch_size)
+    # logged at the epoch's last step: a resume purges TensorBoard from the checkpoint's step on and keeps these
+    job.monitor.scalars(metrics, p.step - 1)
+    train_loss = torch.stack(p.losses).mean().item()
+    log.info("epoch %d/%d  train/loss %.4g  %s  (%.1f s)", p.epoch, job.cfg.trainer.epochs, train_loss,
+             "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), run.epoch_seconds())
+    improved = p.end_epoch(train_loss, metrics)
+    run.checkpoint(job.model, job.state(), best=improved)
+
+
+def finish(job: "Job", run: Run):
+    """Final scores (with test-time augmentation) into summary.json; the value a sweeper maximizes."""
+    scores = final_scores(job.speed.wrap(job.model), job.data, job.preprocess, job.device,
+                          job.cfg.trainer.eval_batch_size, job.tta, val_acc=run.progress.metrics.get("val_acc"))
+    summary = run.finish("completed", **scores, **distributed.checksums(job.model))
+    log.info("done: val_acc %s, %.0f images/s, summary in %s", summary["val_acc"], summary["images_per_second"],
+             run.out)
+    return summary["val_acc"] if summary["val_acc"] is not None else summary["train_acc"]
+
+
+@dataclass
+class Job:
+    """Everything a training run computes with, assembled once (assemble_job) and read by the loop."""
+
+    cfg: DictConfig
+    choices: dict
+    device: torch.device
+    speed: Speed
+    data: object  # data.Data: train/val/test splits, classes, shape
+    train: object  # the training split on the training device
+    preprocess: object
+    augment: object
+    model: torch.nn.Module
+    net: torch.nn.Module  # what a step calls: the model in its memory layout, compiled, DDP-wrapped as asked
+    regularizers: object  # components.regularizer.Regularizers: the selection behind its five hooks
+    optimizer: torch.optim.Optimizer
+    schedule: object
+    order: torch.Generator  # data order
+    noise: torch.Generator  # augmentation draws
+    monitor: object
+    tta: object
+    effective_batch: int  # images per step over all processes
+    steps_per_epoch: int
+    show: bool  # progress bars
+
+    def state(self) -> dict:
+        """What a checkpoint holds besides the run's progress and config."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "preprocess": self.preprocess.state_dict(),
+                "classes": list(self.data.classes), "input_shape": list(self.data.shape),
+                "choices": self.choices, "rng": rng_state(self.order, self.noise)}
+
+
+def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
+    """device + seed → data-free components → data, preprocessing fitted on train → model (assemble) →
+    optimizer, schedule, generators → a resumed run's state → TensorBoard."""
     device = distributed.device(pick_device(cfg.trainer.device))  # under torchrun: cuda:LOCAL_RANK
     speed = Speed(cfg.trainer, device)  # precision (bf16 autocast), channels_last, compile
     seed_everything(cfg.trainer.seed)
-
-    # components that need no data are built first, so a bad parameter fails before any work
-    activation = build(cfg.activation, "activation")
-    build(cfg.activation, "activation", _partial_=False)  # one instance now: a bad activation.* value fails here
-    initialize = build(cfg.init, "init")
     augment = compose(build(node, f"augment.{name}") for name, node in selected(cfg, "augment").items())
-    regularizers = [build(node, f"regularizer.{name}") for name, node in selected(cfg, "regularizer").items()]
     tta = build(cfg.tta, "tta")
 
     # data: whole splits as uint8 tensors on the training device; statistics from the training split only
@@ -95,17 +210,10 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     preprocess = build(cfg.preprocess, "preprocess").fit(data.train.images).to(device)
     train_split = move(data.train, device)
     augment.fit(data.train.images)  # options with training statistics (pca_color)
-
-    # model from the groups, then its initialization (Kaiming's gain follows the chosen activation)
-    model = build(cfg.model, "model", in_shape=preprocess.output_shape(data.shape), num_classes=len(data.classes),
-                  activation=activation)
-    apply_to_model(regularizers, model, activation())  # dropout, dropconnect, fractional pooling, stochastic depth
-    first_batch = preprocess(train_split.images[: cfg.trainer.batch_size].float().div(255))
-    materialize(model, first_batch.cpu())  # per-channel PReLU: α takes its size from the data
-    initialize(model, activation=activation(), batch=first_batch.cpu())
-    model.to(device)
-    forward = speed.prepare(model)  # the model in its memory layout, compiled when asked
-    net = distributed.wrap(forward, cfg.trainer.sync_bn, cfg.trainer.seed)  # DDP under torchrun, else unchanged
+    first_batch = preprocess(train_split.images[: cfg.trainer.batch_size].float().div(255)).cpu()
+    built = assemble(cfg, preprocess.output_shape(data.shape), len(data.classes), batch=first_batch)
+    model = built.model.to(device)
+    net = distributed.wrap(speed.prepare(model), cfg.trainer.sync_bn, cfg.trainer.seed)  # DDP under torchrun
     params = sum(p.numel() for p in model.parameters())
     log.info("%s: %d parameters, %d train / %d val images of shape %s, device %s", type(model).__name__, params,
              len(data.train), len(data.val or []), data.shape, device)
@@ -115,237 +223,30 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     steps_per_epoch = len(data.train) // effective_batch  # the last incomplete batch is dropped
     optimizer = build(cfg.optim, "optim", params=model.parameters())
     schedule = build(cfg.schedule, "schedule", optimizer=optimizer, total_steps=cfg.trainer.epochs * steps_per_epoch)
-    order = torch.Generator().manual_seed(cfg.trainer.seed)  # data order
-    noise = torch.Generator(device).manual_seed(distributed.rank_seed(cfg.trainer.seed + 1))  # augmentation draws
+    order = torch.Generator().manual_seed(cfg.trainer.seed)
+    noise = torch.Generator(device).manual_seed(distributed.rank_seed(cfg.trainer.seed + 1))
+    if run.resumed:
+        model.load_state_dict(run.resumed["model"])
+        optimizer.load_state_dict(run.resumed["optimizer"])
+        schedule.load_state_dict(run.resumed["schedule"])
+        run.restore(device, order, noise)
+        log.info("resumed %s at epoch %d, step %d", run.out, run.progress.epoch, run.progress.step)
 
-    progress = Progress()
-    if resumed:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        schedule.load_state_dict(resumed["schedule"])
-        progress = Progress.restore(resumed["progress"], device)
-        restore_rng(resumed["rng"], order, noise)
-        log.info("resumed %s at epoch %d, step %d", out, progress.epoch, progress.step)
-    # on resume, TensorBoard drops whatever the interrupted run logged after its checkpoint's step
-    monitor = (Monitor(out, model, activation, cfg.log.hist_every, purge_step=progress.step if resumed else None)
-               if distributed.is_main() else distributed.Silent())  # only rank 0 writes
-    if not resumed and distributed.is_main():
+    # TensorBoard (rank 0 only); a resumed run drops what the interrupted one logged from its checkpoint's step on
+    monitor = (Monitor(run.out, model, built.activation, cfg.log.hist_every,
+                       purge_step=run.progress.step if run.resumed else None)
+               if distributed.is_main() else distributed.Silent())
+    if not run.resumed and distributed.is_main():
         monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
                          "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
                          "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
         log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
-    mix, criterion = batch_mixer(regularizers, len(data.classes)), loss_function(regularizers)
+    run.facts = {"device": str(device), **speed.record(), "params": params, "batch_size": batch_size,
+                 "seed": cfg.trainer.seed, "world_size": distributed.world_size(),
+                 "effective_batch_size": effective_batch, "choices": choices}
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
-
-    def checkpoint():
-        if not distributed.is_main():
-            return
-        save_checkpoint(out / "checkpoints" / "last.pt", {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "preprocess": preprocess.state_dict(), "classes": list(data.classes), "input_shape": list(data.shape),
-            "config": to_plain(cfg), "choices": choices, "progress": progress.state(time.perf_counter() - started),
-            "rng": rng_state(order, noise), "provenance": provenance()})
-
-    def finish(status: str, **extra) -> dict:
-        record = {"status": status, "epochs_completed": progress.epoch - 1, "steps": progress.step,
-                  **progress.metrics, **extra, "seconds": progress.wall_before + time.perf_counter() - started,
-                  "train_seconds": progress.train_seconds,
-                  "images_per_second": progress.images / max(progress.train_seconds, 1e-9),
-                  "device": str(device), **speed.record(), "params": params, "batch_size": batch_size,
-                  "seed": cfg.trainer.seed, "world_size": distributed.world_size(),
-                  "effective_batch_size": effective_batch, "choices": choices, **provenance()}
-        if distributed.is_main():
-            write_json(out / "summary.json", record)
-        monitor.close()
-        return record
-
-    with StopSignals() as stop:
-        while progress.epoch <= cfg.trainer.epochs:
-            if progress.order is None:
-                progress.order = torch.randperm(len(data.train), generator=order).to(device)
-            net.train()
-            tick = time.perf_counter()
-            bar = tqdm(range(progress.index, steps_per_epoch), desc=f"epoch {progress.epoch}/{cfg.trainer.epochs}",
-                       disable=not show, initial=progress.index, total=steps_per_epoch)
-            for i in bar:
-                index = distributed.shard(progress.order[i * effective_batch:(i + 1) * effective_batch])
-                x = speed.layout(preprocess(augment(train_split.images[index].float().div_(255), noise)))
-                y = train_split.labels[index]
-                x, targets, y = mix(x, y, noise, progress.step)  # cutout, mixup, cutmix; y: each target's dominant label
-                snapshot = monitor.due(progress.step, last_of_epoch=i == steps_per_epoch - 1)
-                if snapshot:
-                    monitor.snapshot()
-                with speed.autocast():
-                    logits = net(x)
-                    loss = criterion(logits, targets)  # cross-entropy, label-smoothed when selected
-                total = loss + sum(r.penalty(model) for r in regularizers if hasattr(r, "penalty"))
-                if not distributed.all_finite(total):  # stop at once (every rank): later steps would be wasted
-                    progress.train_seconds += time.perf_counter() - tick
-                    message = (f"loss became {total.item()} at step {progress.step} (last finite loss "
-                               f"{progress.last_loss}); lower optim.lr or pick another init= / schedule=; the last "
-                               f"good checkpoint is kept in {out / 'checkpoints'}")
-                    finish("diverged", step=progress.step, last_finite_loss=progress.last_loss, error=message)
-                    raise Diverged(message)
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                optimizer.step()
-                for r in regularizers:
-                    if hasattr(r, "after_step"):
-                        r.after_step(model, optimizer.param_groups[0]["lr"])
-                schedule.step()
-                if snapshot:
-                    monitor.log_snapshot(progress.step)
-                progress.advance(loss.detach(), (logits.argmax(1) == y).sum(), effective_batch)
-                if show and i % 20 == 0:
-                    bar.set_postfix(loss=f"{progress.last_loss:.3f}")
-                distributed.share_stop(stop)  # a signal to any rank stops all of them at this step
-                if stop.signal or (cfg.trainer.checkpoint_every and progress.step % cfg.trainer.checkpoint_every == 0):
-                    progress.train_seconds += time.perf_counter() - tick
-                    tick = time.perf_counter()
-                    checkpoint()
-                if stop.signal:
-                    resume = f"deeprob train resume={out}"
-                    finish("interrupted", signal=stop.signal, resume=resume)
-                    raise Interrupted(f"{stop.signal} at step {progress.step}: checkpoint saved; continue with: {resume}",
-                                      stop.code)
-            progress.train_seconds += time.perf_counter() - tick
-
-            # end of epoch: per-step losses, epoch metrics, validation, checkpoint (and best.pt)
-            progress.losses, progress.correct = distributed.mean(progress.losses), distributed.total(progress.correct)
-            monitor.step_losses(progress.step - len(progress.losses), progress.losses)
-            metrics = {"train/acc": progress.correct.item() / (len(progress.losses) * effective_batch),
-                       "lr": optimizer.param_groups[0]["lr"]}
-            if data.val is not None:
-                metrics["val/loss"], metrics["val/acc"] = evaluate(speed.wrap(model), data.val, preprocess, device,
-                                                                   cfg.trainer.eval_batch_size)
-            monitor.scalars(metrics, progress.step)
-            train_loss = torch.stack(progress.losses).mean().item()
-            log.info("epoch %d/%d  train/loss %.4g  %s  (%.1f s)", progress.epoch, cfg.trainer.epochs, train_loss,
-                     "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), time.perf_counter() - tick)
-            improved = progress.end_epoch(train_loss, metrics)
-            checkpoint()
-            if improved and distributed.is_main():
-                link_checkpoint(out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt")
-
-    scores = final_scores(speed.wrap(model), data, preprocess, device, cfg.trainer.eval_batch_size, tta,
-                          val_acc=progress.metrics.get("val_acc"))
-    summary = finish("completed", **scores, **distributed.checksums(model))
-    log.info("done: val_acc %s, %.0f images/s, summary in %s", summary["val_acc"], summary["images_per_second"], out)
-    return summary["val_acc"] if summary["val_acc"] is not None else summary["train_acc"]
-
-
-@dataclass
-class Progress:
-    """Where a run stands; saved in every checkpoint so a resumed run continues bit for bit."""
-
-    epoch: int = 1  # the epoch in progress (1-based)
-    index: int = 0  # steps done within it
-    step: int = 0  # steps done in all
-    order: torch.Tensor | None = None  # this epoch's data order
-    losses: list = field(default_factory=list)  # this epoch's per-step losses (device tensors)
-    correct: torch.Tensor | int = 0  # this epoch's correct predictions so far
-    images: int = 0  # training images processed
-    train_seconds: float = 0.0
-    wall_before: float = 0.0  # wall-clock seconds of this run's earlier, interrupted sessions
-    last_loss: float | None = None
-    best_val: float | None = None
-    metrics: dict = field(default_factory=dict)  # the last finished epoch's summary metrics
-
-    def advance(self, loss, correct, batch_size: int):
-        self.losses.append(loss)
-        self.correct = self.correct + correct
-        self.last_loss = loss.item()
-        self.index, self.step, self.images = self.index + 1, self.step + 1, self.images + batch_size
-
-    def end_epoch(self, train_loss: float, metrics: dict) -> bool:
-        """Close the epoch; True when val accuracy improved (or there is no validation)."""
-        val = metrics.get("val/acc")
-        improved = val is None or self.best_val is None or val > self.best_val
-        if val is not None and improved:
-            self.best_val = val
-        self.metrics = {"train_loss": train_loss, "train_acc": metrics["train/acc"],
-                        "val_loss": metrics.get("val/loss"), "val_acc": val}
-        self.epoch, self.index, self.order, self.losses, self.correct = self.epoch + 1, 0, None, [], 0
-        return improved
-
-    def state(self, elapsed: float) -> dict:
-        """For the checkpoint; `elapsed` is this session's wall time so far."""
-        return {**vars(self), "order": None if self.order is None else self.order.cpu(),
-                "losses": torch.stack(self.losses).cpu() if self.losses else torch.zeros(0),
-                "correct": int(self.correct), "wall_before": self.wall_before + elapsed}
-
-    @classmethod
-    def restore(cls, state: dict, device):
-        state = dict(state)
-        state["losses"] = list(state["losses"].to(device).unbind()) if len(state["losses"]) else []
-        state["correct"] = torch.tensor(state["correct"], device=device)
-        state["order"] = None if state["order"] is None else state["order"].to(device)
-        return cls(**state)
-
-
-class Diverged(Exception):
-    """The loss became NaN or infinite."""
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; a checkpoint was written."""
-
-    def __init__(self, message, code):
-        super().__init__(message)
-        self.code = code
-
-
-class StopSignals:
-    """Turns SIGINT/SIGTERM into a flag checked after each step, so the step finishes and a checkpoint is written."""
-
-    def __init__(self):
-        self.signal, self.code, self.previous = None, 0, {}
-
-    def _handle(self, signum, frame):
-        self.signal, self.code = signal.Signals(signum).name, 128 + signum
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-def read_status(out: Path):
-    path = out / "summary.json"
-    return json.loads(path.read_text()).get("status") if path.is_file() else None
-
-
-# keys a resumed run may change; everything else must match the checkpoint's configuration
-RESUMABLE_CHANGES = {"resume", "trainer.device", "trainer.threads", "trainer.eval_batch_size", "log.progress",
-                     "log.hist_every"}
-
-
-def resume_from(cfg: DictConfig, out: Path):
-    """The checkpoint to continue from (resume=RUN_DIR or resume=auto), or None for a fresh run."""
-    last = out / "checkpoints" / "last.pt"
-    if cfg.resume is None:
-        if (out / "summary.json").exists() or last.parent.exists():
-            raise UserError(f"hydra.run.dir: {out} already holds a run; choose another folder "
-                            f"(or continue it: deeprob train resume={out})")
-        return None
-    if not last.is_file():
-        if cfg.resume == "auto":
-            return None
-        raise UserError(f"resume: {out} holds no checkpoints/last.pt; a run can be resumed once it has saved one")
-    if read_status(out) == "completed":
-        raise UserError(f"resume: {out} already completed; start a new run instead")
-    state = load_checkpoint(last)
-    saved, now = flatten(state["config"]), flatten(to_plain(cfg))
-    for key in sorted(set(saved) | set(now)):
-        if saved.get(key) != now.get(key) and key not in RESUMABLE_CHANGES:
-            raise UserError(f"resume: {key}={now.get(key)!r} differs from the run's {saved.get(key)!r}; a resumed run "
-                            f"keeps its configuration (it may change: {', '.join(sorted(RESUMABLE_CHANGES))})")
-    return state
+    return Job(cfg, choices, device, speed, data, train_split, preprocess, augment, model, net, built.regularizers,
+               optimizer, schedule, order, noise, monitor, tta, effective_batch, steps_per_epoch, show)
 
 
 def group_choices(cfg: DictConfig, runtime_choices) -> dict:
@@ -385,10 +286,11 @@ def move(split, device):
     return Split(split.images.to(device), split.labels.to(device))
 
 
-def write_json(path: Path, value: dict):
-    path.write_text(json.dumps(value, indent=2) + "\n")
+def cli():
+    """`deeprob train` and `python -m deeprob_cli.train`: under torchrun, one process group and run folder first."""
+    distributed.setup()
+    return main()
 
 
 if __name__ == "__main__":
-    distributed.setup()  # under torchrun: process group, one run folder for all ranks
-    main()
+    cli()

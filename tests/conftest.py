@@ -29,21 +29,67 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPROB_CACHE", str(tmp_path / "cache"))
 
 
-def run_cli(*args, cwd, check=True, env=None, timeout=300):
-    """Run `deeprob ARGS` as a user would, in a fresh interpreter; returns the CompletedProcess."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", **(env or {})}
-    result = subprocess.run([sys.executable, "-m", "deeprob_cli", *map(str, args)], cwd=cwd, env=full_env,
+def run_cli(*args, cwd, check=True, env=None, timeout=300, real=False):
+    """Run `deeprob ARGS` as a user would; returns a CompletedProcess (returncode, stdout, stderr).
+
+    real=True starts a fresh interpreter (the console entry point exactly as a shell runs it: one such test per
+    command, and the tests that send signals); otherwise the same dispatcher runs in this process, which saves
+    the seconds of importing torch and Hydra for every call."""
+    full_env = {"HYDRA_FULL_ERROR": "0", **(env or {})}
+    if not real:
+        return run_in_process(list(map(str, args)), cwd, full_env, check)
+    result = subprocess.run([sys.executable, "-m", "deeprob_cli", *map(str, args)], cwd=cwd,
+                            env={**os.environ, "PYTHONPATH": str(REPO), **full_env},
                             capture_output=True, text=True, timeout=timeout)
+    return checked(result, args, check)
+
+
+def run_in_process(args, cwd, env, check):
+    """`deeprob ARGS` through deeprob_cli.__main__.main() in this process, with its own cwd, env and argv."""
+    import io
+    import logging
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from deeprob_cli.__main__ import main
+
+    saved = sys.argv, os.getcwd(), dict(os.environ), torch.get_num_threads(), logging.root.handlers[:]
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.argv = ["deeprob", *args]
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main() or 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv, cwd0, env0, threads, handlers = saved
+        os.chdir(cwd0)
+        os.environ.clear()
+        os.environ.update(env0)
+        torch.set_num_threads(threads)
+        for handler in logging.root.handlers[:]:  # Hydra's file handlers point into the finished run's folder
+            if handler not in handlers:
+                logging.root.removeHandler(handler)
+                handler.close()
+        GlobalHydra.instance().clear()
+    return checked(subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue()), args, check)
+
+
+def checked(result, args, check):
     if check and result.returncode != 0:
         raise AssertionError(f"deeprob {' '.join(map(str, args))} exited {result.returncode}\n"
                              f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
     return result
 
 
-def make_cfg(*overrides):
-    """The real conf/ tree composed with overrides, as train.py would see it (without the hydra node)."""
+def make_cfg(*overrides, config_name="train"):
+    """The real conf/ tree composed with overrides, as the command would see it (without the hydra node)."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+        return compose(config_name=config_name, overrides=list(overrides))
 
 
 def run_dirs(root: Path):

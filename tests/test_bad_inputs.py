@@ -99,7 +99,7 @@ BAD = [  # (arguments, what the one line must say)
     (["train", "dataset.subset=5000"], "dataset.subset: 5000 is larger than the 768 training images"),
     (["train", "log.hist_every=-1"], "log.hist_every: -1 is not allowed"),
     (["train", "trainer.checkpoint_every=-2"], "trainer.checkpoint_every: -2 is not allowed"),
-    (["train", "init=normal", "init.std=abc"], "init.std: 'abc' is not allowed; expected a number (default 0.01"),
+    (["train", "init=normal", "init.std=abc"], "init.std: 'abc' is not allowed; expected a finite number"),
     (["train", "model=mlp", "model.width=64.5"], "model.width: 64.5 is not allowed; expected an integer"),
     (["train", "augment=flip", "augment.flip.p=2"], "augment.flip.p: 2 is not allowed; expected a probability"),
     (["train", "augment=crop", "augment.crop.padding=-1"], "augment.crop.padding: -1 is not allowed"),

@@ -217,7 +217,7 @@ def test_lsuv_on_the_lecture_stack_with_tanh():
 @pytest.mark.parametrize("override, message", [
     ("init.mode=sideways", r"^init\.mode: 'sideways' is not one of fan_in, fan_out$"),
     ("init.distribution=cauchy", r"^init\.distribution: 'cauchy' is not one of normal, uniform$"),
-    ("init.bias=high", r"^init\.bias: 'high' is not allowed; expected int or float$"),
+    ("init.bias=high", r"^init\.bias: 'high' is not allowed; expected a finite number$"),
 ])
 def test_bad_parameters_are_one_line_user_errors(override, message):
     cfg, model, activation = _model("init=kaiming", "model=mlp", override)

@@ -47,6 +47,30 @@ NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 # ---------------------------------------------------------------- how train.py uses the selection
 
+class Regularizers:
+    """The selected regularizers behind five fixed hooks, in the order a training step meets them:
+    change_model (before init), mix (a batch), loss (cross-entropy, label-smoothed), penalty, after_step."""
+
+    def __init__(self, regularizers: list, num_classes: int):
+        self.chosen = list(regularizers)
+        self.mix = batch_mixer(self.chosen, num_classes)  # (x, labels, generator, step) -> (x, targets, labels)
+        self.loss = loss_function(self.chosen)  # (logits, targets) -> cross-entropy
+        self.penalties = [r for r in self.chosen if hasattr(r, "penalty")]
+        self.after_steps = [r for r in self.chosen if hasattr(r, "after_step")]
+
+    def change_model(self, model: nn.Module, activation: nn.Module) -> nn.Module:
+        """dropout, dropconnect, fractional pooling, stochastic depth: let each change the model (before init)."""
+        return apply_to_model(self.chosen, model, activation)
+
+    def penalty(self, model: nn.Module):
+        """The weight penalties' sum (0.0 when none is selected)."""
+        return sum(r.penalty(model) for r in self.penalties)
+
+    def after_step(self, model: nn.Module, lr: float):
+        for r in self.after_steps:
+            r.after_step(model, lr)
+
+
 def apply_to_model(regularizers, model: nn.Module, activation: nn.Module) -> nn.Module:
     """Let every selected regularizer change the model (before init); one line of error if one has no place."""
     for reg in regularizers:
@@ -84,26 +108,6 @@ def loss_function(regularizers):
     """Cross-entropy on labels or class probabilities, label-smoothed by the selection's ε (0 without one)."""
     epsilon = sum(getattr(r, "label_smoothing", 0.0) for r in regularizers)
     return functools.partial(F.cross_entropy, label_smoothing=epsilon)
-
-
-def check_fits(chosen: dict, model_cfg):
-    """Refuse, before any work, a selected regularizer that has nothing to act on in the chosen model."""
-    model = str(model_cfg.get("_target_", "")).rsplit(".", 1)[-1]  # MLP, ConvNet, ResNet
-    for name, node in chosen.items():
-        kind = str(node.get("_target_", "")).rsplit(".", 1)[-1]
-        problem = None
-        if kind == "StochasticDepth" and model != "ResNet":
-            problem = f"needs residual blocks and model {model} has none; use model=resnet"
-        elif kind == "DropConnect" and not (model == "MLP" and model_cfg.get("depth", 0) > 0):
-            problem = (f"needs fully connected hidden layers and model {model} has none; "
-                       f"use model=mlp (depth ≥ 1)")
-        elif kind == "FractionalPool" and model != "ConvNet":
-            problem = f"replaces max-pooling and model {model} has none; use model=convnet"
-        elif kind == "Dropout" and node.get("conv_p", 0) and model not in ("ConvNet", "ResNet"):
-            problem = (f"conv_p={node.conv_p} drops conv feature maps and model {model} has none; "
-                       f"set regularizer.{name}.conv_p=0 or use model=convnet/resnet")
-        if problem:
-            raise UserError(f"regularizer={name}: {problem}")
 
 
 # ---------------------------------------------------------------- weight penalties
@@ -170,6 +174,14 @@ class ElasticNet:
 class Dropout:
     """Inverted dropout in the model's DropoutSlots: nn.Dropout before FC layers, nn.Dropout2d on conv maps."""
 
+    @staticmethod
+    def needs(node):
+        """(capability of the model, what it is for, the fix) for config.check_fits, or None."""
+        if node.get("conv_p", 0):
+            return ("conv", f"conv_p={node.conv_p} drops conv feature maps",
+                    "set regularizer.dropout.conv_p=0 or use model=convnet/resnet")
+        return None
+
     def __init__(self, p: float = 0.5, conv_p: float = 0.0):
         _check_range("regularizer.dropout.p", p, 0, 1, "a drop probability in [0, 1)")
         _check_range("regularizer.dropout.conv_p", conv_p, 0, 1, "a drop probability in [0, 1)")
@@ -211,6 +223,10 @@ class DropConnectLinear(nn.Linear):
 class DropConnect:
     """Every hidden fully connected layer (every nn.Linear but the classifier) becomes a DropConnectLinear."""
 
+    @staticmethod
+    def needs(node):
+        return "fc_hidden", "needs fully connected hidden layers", "use model=mlp (depth ≥ 1)"
+
     def __init__(self, p: float = 0.5):
         _check_range("regularizer.dropconnect.p", p, 0, 1, "a drop probability in [0, 1)")
         self.p = p
@@ -229,6 +245,10 @@ class DropConnect:
 
 class FractionalPool:
     """Every nn.MaxPool2d becomes nn.FractionalMaxPool2d (Graham 2014); the test averages test_samples poolings."""
+
+    @staticmethod
+    def needs(node):
+        return "max_pool", "replaces max-pooling", "use model=convnet"
 
     def __init__(self, ratio: float = 2 ** -0.5, test_samples: int = 4, kernel_size: int = 2):
         _check_range("regularizer.fractional_pool.ratio", ratio, 1e-9, 1, "a number in (0, 1)")
@@ -253,6 +273,10 @@ class StochasticDepth:
     torchvision.ops.StochasticDepth scales a kept branch by 1/survival in training, so the test runs the whole
     network unscaled (the paper's test-time scaling, moved into training).
     """
+
+    @staticmethod
+    def needs(node):
+        return "residual", "needs residual blocks", "use model=resnet"
 
     def __init__(self, final_survival: float = 0.5, mode: str = "row"):
         _check_range("regularizer.stochastic_depth.final_survival", final_survival, 1e-9, 1.0 + 1e-9,
