@@ -229,3 +229,15 @@ def test_a_real_seed_sweep_end_to_end(tmp_path, capsys):
     assert rows[0][:4] == ["run", "activation", "trainer.seed", "status"] and len(rows) == 1 + 4
     accs = [float(r[5]) for r in rows[1:]]  # the val_acc column, best first
     assert accs == sorted(accs, reverse=True)
+
+
+def test_a_loss_ranks_lowest_first_and_a_negative_difference_is_real(tmp_path, capsys):
+    for name, losses in (("tanh", [0.60, 0.63, 0.61]), ("relu", [0.50, 0.52, 0.51])):
+        for seed, loss in enumerate(losses):
+            make_run(tmp_path / f"{name}{seed}", seed=seed, activation=name, train_loss=loss)
+    out, _ = compare_main(capsys, tmp_path, "--metric", "train_loss", "--out", tmp_path / "c.png")
+    lines = out.splitlines()
+    assert "train_loss (mean ± 95 %)" in lines[0].split(" | ")[4] and lines[2].startswith("| relu |")
+    d = stats.paired([0.50, 0.52, 0.51], [0.60, 0.63, 0.61])
+    assert f"- vs activation=tanh: {d.mean:.4f} [{d.ci95[0]:.4f}, {d.ci95[1]:.4f}], paired over seeds 0,1,2: " \
+           f"a real difference" in out
