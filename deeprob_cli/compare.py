@@ -1,5 +1,6 @@
-"""`deeprob compare PATH... [--csv] [--metric val_acc] [--runs] [--out FILE.png]`: one table and one figure for
-many runs, with error bars when the runs repeat a configuration over seeds.
+"""`deeprob compare PATH... [--csv] [--runs] [--metric M] [--out FILE.png]`: runs side by side, error bars over seeds.
+
+One table and one figure for many runs, with 95 % intervals when the runs repeat a configuration over seeds.
 
     deeprob train -m activation=relu,tanh trainer.seed=0,1,2
     deeprob compare runs/multirun/2026-11-28/10-00-00

@@ -1,8 +1,8 @@
 """Paired-seed statistics for `deeprob lab`, `deeprob compare` and the benchmarks: mean difference, 95 % t-interval,
 smallest detectable effect and the holds / does_not_hold / inconclusive verdict.
 
-    python -c "from deeprob_cli import stats; e = stats.paired([.71, .69, .73], [.66, .67, .70]); \
-print(stats.summary(e), stats.verdict(e, literature=0.05))"
+    python -c "from deeprob_cli.stats import *; e = paired([.71, .69, .73], [.66, .67, .70]); print(summary(e))"
+    python -c "from deeprob_cli.stats import *; print(decide(paired([.71, .69, .73], [.66, .67, .70]), 0.05))"
 
 Pure Python (no scipy): the Student-t distribution function is written through the regularized incomplete beta
 function, I_x(a, b), evaluated by its continued fraction (DLMF 8.17.22, with the modified Lentz method), and its
@@ -170,10 +170,11 @@ class Estimate:
         return detectable_effect(self.se, self.df)
 
     def as_dict(self) -> dict:
-        """JSON-safe fields (infinities and nan as null), as the lab's verdict.json records them."""
+        """JSON-safe fields (infinities and nan as null) under the names of the lab's verdict.json; n_seeds counts
+        pairs for a paired design, runs over both arms for an unpaired one."""
         def finite(v):
             return v if isinstance(v, (int, float)) and math.isfinite(v) else None
-        return {"design": self.design, "n": self.n, "effect": finite(self.mean), "sd": finite(self.sd),
+        return {"design": self.design, "n_seeds": self.n, "effect": finite(self.mean), "sd": finite(self.sd),
                 "ci95": [finite(v) for v in self.ci95], "detectable_effect": finite(self.detectable)}
 
 

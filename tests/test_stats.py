@@ -160,6 +160,6 @@ def test_verdict_boundaries_power_and_upper_end():
 
 def test_as_dict_is_what_verdict_json_records():
     d = stats.paired([0.8, 0.82, 0.81], [0.7, 0.71, 0.73]).as_dict()
-    assert set(d) == {"design", "n", "effect", "sd", "ci95", "detectable_effect"}
+    assert set(d) == {"design", "n_seeds", "effect", "sd", "ci95", "detectable_effect"} and d["n_seeds"] == 3
     assert d["effect"] == pytest.approx(0.0966667, abs=1e-6) and d["ci95"][0] < d["effect"] < d["ci95"][1]
     assert "± " in stats.summary(stats.paired([0.8, 0.82, 0.81], [0.7, 0.71, 0.73]))
