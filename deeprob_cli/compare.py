@@ -161,7 +161,7 @@ def configuration(row) -> str:
 
 
 def label(row, columns, fallback=None) -> str:
-    return " ".join(f"{c}={fmt(row['settings'].get(c))}" for c in columns) or fallback or row["run"].name
+    return " ".join(f"{c}={setting(row['settings'].get(c))}" for c in columns) or fallback or row["run"].name
 
 
 def group_runs(rows, columns) -> list:
@@ -213,6 +213,11 @@ def sort_key(metric):
 
 # ---------------------------------------------------------------- tables
 
+def setting(value) -> str:
+    """A setting as the user would type it: 0.001, not 0.0010."""
+    return f"{value:g}" if isinstance(value, float) else fmt(value)
+
+
 def fmt(value) -> str:
     """A cell: 4 decimals for ordinary numbers, scientific for huge or tiny ones (a diverged loss is 1.014e+20,
     not 21 digits), nan/inf spelled out."""
@@ -239,7 +244,7 @@ def render(header, body, as_csv: bool) -> str:
 def table(rows, columns, as_csv=False) -> str:
     """One row per run."""
     header = ["run", *columns, *METRICS]
-    body = [[str(r["run"]), *(fmt(r["settings"].get(c)) for c in columns), *(fmt(r[m]) for m in METRICS)]
+    body = [[str(r["run"]), *(setting(r["settings"].get(c)) for c in columns), *(fmt(r[m]) for m in METRICS)]
             for r in rows]
     return render(header, body, as_csv)
 
@@ -255,7 +260,7 @@ def config_table(configs, columns, metric, as_csv=False) -> str:
     body = []
     for g in configs:
         seeds = sorted(values(g["runs"], metric), key=str)
-        cells = [*(fmt(g["settings"].get(c)) for c in columns), str(len(seeds)), ",".join(map(str, seeds)),
+        cells = [*(setting(g["settings"].get(c)) for c in columns), str(len(seeds)), ",".join(map(str, seeds)),
                  statuses(g["runs"])]
         for m in metrics:
             e = estimate(g["runs"], m)
@@ -397,9 +402,9 @@ def draw(entries, title: str = ""):
     axes[0].set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy (per epoch)")
     axes[1].set(xlabel="epoch", ylabel="training loss (log scale)", title="training loss (per step)")
     axes[1].set_yscale("log")
-    plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 0.6, 2 — not 6×10⁻¹
-    axes[1].yaxis.set_major_formatter(plain)
-    axes[1].yaxis.set_minor_formatter(plain)
+    # plain numbers (0.6, 2 — not 6×10⁻¹); minor ticks labelled only where the axis spans few decades
+    axes[1].yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axes[1].yaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
     axes[0].xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     if finite_losses:  # a diverged run's 1e20 must not squash the completed runs' curves
         axes[1].set_ylim(min(finite_losses) / 1.2, max(finite_losses) * 1.5)
