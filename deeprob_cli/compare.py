@@ -470,5 +470,10 @@ def main(args=None):
                   "(add trainer.seed=0,1,2 to the sweep) for 95 % intervals", file=sys.stderr)
         entries = [{"label": label(r, columns) + ("" if r["status"] == "completed" else f" [{r['status']}]"),
                     "curves": [by_run[r["run"]]], "completed": r["status"] == "completed"} for r in rows]
-    plot(entries, out)
+    try:
+        plot(entries, out)
+    except OSError as e:  # e.g. a read-only folder: the table above is still printed
+        print(f"deeprob compare: error: --out: cannot write {out} ({e.strerror or e}); choose another --out",
+              file=sys.stderr)
+        sys.exit(2)
     print(f"curves: {out}", file=sys.stderr)
