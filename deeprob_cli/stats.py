@@ -72,6 +72,7 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
+@lru_cache(maxsize=1024)  # compare's bands ask for the same (0.975, n − 1) at every step of a curve
 def t_quantile(p: float, df: float) -> float:
     """The t with P(T ≤ t) = p (Student's t, df degrees of freedom), by bisection on t_cdf."""
     if not 0 < p < 1:
