@@ -262,6 +262,14 @@ def verdict(estimate: Estimate, literature: float = None, direction: int = None)
     return decide(estimate, literature, direction)[0]
 
 
+def record(estimate: Estimate, literature: float = None, source: str = "", direction: int = None) -> dict:
+    """verdict.json's fields for one claim: the estimate, the literature's effect with its source, the verdict
+    and its reason."""
+    decision, reason = decide(estimate, literature, direction)
+    return {**estimate.as_dict(), "literature": {"effect": literature, "source": source}, "verdict": decision,
+            "reason": reason}
+
+
 def _num(x: float) -> str:
     return f"{x:.3g}" if math.isfinite(x) else str(x)
 

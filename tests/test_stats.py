@@ -163,3 +163,14 @@ def test_as_dict_is_what_verdict_json_records():
     assert set(d) == {"design", "n_seeds", "effect", "sd", "ci95", "detectable_effect"} and d["n_seeds"] == 3
     assert d["effect"] == pytest.approx(0.0966667, abs=1e-6) and d["ci95"][0] < d["effect"] < d["ci95"][1]
     assert "± " in stats.summary(stats.paired([0.8, 0.82, 0.81], [0.7, 0.71, 0.73]))
+
+
+def test_record_is_one_claims_verdict_json_entry():
+    import json
+
+    e = stats.paired([0.8, 0.82, 0.81], [0.7, 0.71, 0.73])
+    r = json.loads(json.dumps(stats.record(e, 0.05, "DeVries & Taylor 2017, Table 1")))  # JSON-safe
+    assert r["verdict"] == "holds" and r["literature"] == {"effect": 0.05, "source": "DeVries & Taylor 2017, Table 1"}
+    assert r["ci95"] == pytest.approx(list(e.ci95)) and r["detectable_effect"] == pytest.approx(e.detectable)
+    one = json.loads(json.dumps(stats.record(stats.paired([0.8], [0.7]), 0.05)))
+    assert one["verdict"] == "inconclusive" and one["ci95"] == [None, None] and one["detectable_effect"] is None
