@@ -144,26 +144,52 @@ def format_table(stats, title: str) -> str:
 
 
 def plot_histograms(outputs, stats, title: str, path: Path):
-    """One histogram per layer on a shared x range, side by side (the lecture's figure)."""
-    import matplotlib
+    """One histogram per layer on a shared x range, side by side (the lecture's figure); returns the figure.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Exact zeros (a ReLU layer's negative half: ≈ 50 % of its outputs) are left out of the bars and their share is
+    written in the panel: drawn as a bar, that spike at 0 flattens the distribution of the other half to nothing.
+    A linear y scale is kept, so the bars still show the shape a lecture figure shows."""
+    from matplotlib.figure import Figure
 
-    lo = min(y.min().item() for y in outputs)
-    hi = max(y.max().item() for y in outputs)
-    if hi - lo < 1e-12:  # e.g. all zeros
+    values = [y.detach().flatten().double() for y in outputs]
+    nonzero = [v[v != 0] for v in values]
+    drawn = [v for v in nonzero if v.numel()]
+    lo = min((v.min().item() for v in drawn), default=-1.0)
+    hi = max((v.max().item() for v in drawn), default=1.0)
+    if hi - lo < 1e-12:  # e.g. one constant value
         lo, hi = lo - 1, hi + 1
-    fig, axes = plt.subplots(1, len(outputs), figsize=(2.4 * len(outputs), 2.6), squeeze=False)
-    for ax, y, s in zip(axes[0], outputs, stats):
-        ax.hist(y.flatten().numpy(), bins=50, range=(lo, hi), color="tab:blue")
-        ax.set_title(f"layer {s['layer']}\nmean {s['mean']:+.2f}  std {s['std']:.2f}", fontsize=9)
+    fig = Figure(figsize=(2.5 * len(outputs), 3.0), layout="constrained")
+    axes = fig.subplots(1, len(outputs), squeeze=False, sharex=True)[0]
+    for ax, v, nz, s in zip(axes, values, nonzero, stats):
+        ax.hist(nz.numpy(), bins=50, range=(lo, hi), color="tab:blue")
+        ax.set_title(f"layer {s['layer']}\nmean {s['mean']:+.2f}   std {s['std']:.2f}", fontsize=9)
+        zeros = 1 - nz.numel() / max(v.numel(), 1)
+        if zeros > 0:
+            ax.text(0.97, 0.95, f"{zeros:.0%} exactly 0\n(not drawn)", transform=ax.transAxes, ha="right",
+                    va="top", fontsize=8, color="dimgrey")
         ax.tick_params(labelsize=7)
         ax.set_yticks([])
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        ax.set_xlabel("output value", fontsize=8)
+    headline, details = _split_title(title)
+    fig.suptitle(headline, fontsize=11)
+    if details:
+        fig.supxlabel(details, fontsize=8, color="dimgrey")
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def _split_title(title: str):
+    """('init=kaiming, activation=ReLU: 6 layers of 4096', 'init: mode=fan_in, ... · batch 16, seed 0') from
+    describe()'s one line; the whole line as the headline when it has another shape."""
+    import re
+
+    match = re.fullmatch(r"init=(\w+)(?:\((.*)\))?  activation=(\w+)(?:\((.*?)\))?  (.*?)(, batch .*)?", title)
+    if not match:
+        return title, ""
+    init, init_params, act, act_params, stack, rest = match.groups()
+    details = [f"init: {init_params}" if init_params else "", f"activation: {act_params}" if act_params else "",
+               (rest or "").lstrip(", ")]
+    return f"init={init}, activation={act}: {stack}", "  ·  ".join(d for d in details if d)
 
 
 def log_histograms(outputs, out: Path):

@@ -52,27 +52,74 @@ def options(run_dir: Path = None) -> dict:
     return found
 
 
+SYMBOLS = {"alpha": "α", "beta": "β"}
+# constants of options that have no parameters in their YAML (Klambauer et al. 2017, eq. 14)
+FIXED = {"torch.nn.SELU": "α≈1.673, λ≈1.051 (fixed)"}
+
+
+def parameters(node) -> str:
+    """The option's parameter values for a panel title: 'α=0.1', 'β=1 learnable', 'approximate=tanh'."""
+    if node.get("_target_") in FIXED:
+        return FIXED[node["_target_"]]
+    parts = []
+    for key, value in node.items():
+        if key.startswith("_"):
+            continue
+        if isinstance(value, bool):
+            parts += [key.replace("_", " ")] if value else []
+        elif isinstance(value, (int, float)):
+            parts.append(f"{SYMBOLS.get(key, key)}={value:g}")
+        else:
+            parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def align_zero(ax, twin):
+    """Limits of both y axes widened so that y = 0 sits at the same height on both (one shared zero line)."""
+    limits = [list(a.get_ylim()) for a in (ax, twin)]
+    for lim in limits:  # each range must contain 0
+        lim[0], lim[1] = min(lim[0], 0.0), max(lim[1], 0.0)
+    share = max(-lo / (hi - lo) for lo, hi in limits)  # the zero's height as a share of the axis
+    for a, (lo, hi) in zip((ax, twin), limits):
+        if share < 1:
+            lo = min(lo, -share / (1 - share) * hi)
+        a.set_ylim(lo, hi)
+
+
 def draw(configs: dict) -> Figure:
-    """One sheet: a panel per activation with f (solid) and f' (dashed)."""
+    """One sheet: a panel per activation, f on the left axis (solid) and f' on its own right axis (dashed),
+    each with its own limits so that a derivative of at most 1 is not flattened by an f that reaches 6."""
     x = torch.linspace(*X_RANGE, POINTS, dtype=torch.float64)
     cols = 5
     rows = -(-len(configs) // cols)
-    fig = Figure(figsize=(3.2 * cols, 2.8 * rows), layout="constrained")
+    fig = Figure(figsize=(3.4 * cols, 2.9 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
     for ax, (name, node) in zip(axes.flat, configs.items()):
         module = instantiate(node, _partial_=False)
         y, dy = curves(module, x)
-        ax.plot(x, y, color="tab:blue", label="f(x)")
-        ax.plot(x, dy, color="tab:red", linestyle="--", label="f'(x)")
+        twin = ax.twinx()
+        ax.plot(x, y, color="tab:blue", label="f(x) (left axis)")
+        twin.plot(x, dy, color="tab:red", linestyle="--", label="f'(x) (right axis)")
+        pad = 0.08 * max(float(dy.max() - dy.min()), 1e-3)
+        twin.set_ylim(float(dy.min()) - pad, float(dy.max()) + pad)
+        align_zero(ax, twin)
         ax.axhline(0, color="grey", linewidth=0.5)
         ax.axvline(0, color="grey", linewidth=0.5)
-        gated = " (linear half = 1)" if getattr(module, "in_factor", 1) == 2 else ""
-        ax.set_title(name + gated, fontweight="bold" if "this run" in name else "normal")
+        ax.tick_params(axis="y", colors="tab:blue", labelsize=8)
+        twin.tick_params(axis="y", colors="tab:red", labelsize=8)
+        gated = "linear half = 1" if getattr(module, "in_factor", 1) == 2 else ""
+        details = ", ".join(p for p in (parameters(node), gated) if p)
+        ax.set_title(name + (f"\n{details}" if details else "\n "), fontsize=10,
+                     fontweight="bold" if "this run" in name else "normal")
         ax.grid(alpha=0.3)
+        handles = ax.get_lines()[:1] + twin.get_lines()[:1]
     for ax in list(axes.flat)[len(configs):]:
         ax.set_visible(False)
-    axes.flat[0].legend(loc="upper left")
-    fig.suptitle(f"activations and their derivatives on [{X_RANGE[0]:g}, {X_RANGE[1]:g}]")
+    for ax in axes[-1]:
+        ax.set_xlabel("x")
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    fig.suptitle(f"activations f (blue, left axis) and their derivatives f' (red, right axis) on "
+                 f"[{X_RANGE[0]:g}, {X_RANGE[1]:g}]")
     return fig
 
 

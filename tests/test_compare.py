@@ -1,0 +1,243 @@
+"""`deeprob compare`: seed groups with 95 % intervals and noise notes, skipped and unreadable folders, number
+formatting, and the figure read back (legend outside the axes, epochs on x). One real sweep end to end; the rest
+on constructed run folders (config.yaml + summary.json + TensorBoard scalars written here)."""
+import csv
+import io
+import json
+import math
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import run_cli, run_dirs, summary
+from deeprob_cli import compare, stats
+
+T975_2 = 4.302653  # t_{0.975, 2}: 3 seeds
+
+BASE = {"task": "train", "trainer": {"seed": 0, "epochs": 2, "batch_size": 64},
+        "optim": {"_target_": "torch.optim.SGD", "lr": 0.1}, "activation": {"_target_": "torch.nn.ReLU"}}
+
+
+def make_run(folder, seed=0, val_acc=0.8, status="completed", activation="relu", lr=0.1, curve=None, **extra):
+    """A run folder as deeprob train leaves it; curve = [val_acc per epoch] also writes TensorBoard scalars
+    (10 steps per epoch)."""
+    config = json.loads(json.dumps(BASE))
+    config["trainer"]["seed"], config["optim"]["lr"] = seed, lr
+    (folder / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(config), folder / ".hydra" / "config.yaml")
+    record = {"status": status, "val_acc": val_acc, "train_acc": 0.9, "train_loss": 0.5, "seconds": 1.0,
+              "choices": {"activation": activation, "optim": "sgd", "experiment": None}, **extra}
+    (folder / "summary.json").write_text(json.dumps(record))
+    if curve:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(folder)) as w:
+            for epoch, acc in enumerate(curve, 1):
+                for step in range(10 * (epoch - 1), 10 * epoch):
+                    w.add_scalar("train/loss", 2.0 / (1 + step), step)
+                w.add_scalar("train/acc", acc, 10 * epoch)
+                w.add_scalar("val/acc", acc, 10 * epoch)
+    return folder
+
+
+def compare_main(capsys, *args):
+    compare.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return captured.out, captured.err
+
+
+A, B, C = [0.80, 0.82, 0.81], [0.70, 0.73, 0.71], [0.805, 0.815, 0.80]
+
+
+@pytest.fixture
+def seeded(tmp_path):
+    """relu (A), tanh (B, clearly worse) and elu (C, within noise of A), each over seeds 0, 1, 2."""
+    for name, accs in (("relu", A), ("tanh", B), ("elu", C)):
+        for seed, acc in enumerate(accs):
+            make_run(tmp_path / "sweep" / f"{name}{seed}", seed=seed, val_acc=acc, activation=name)
+    return tmp_path / "sweep"
+
+
+def test_seed_groups_show_mean_and_t_interval(seeded, capsys, tmp_path):
+    out, _ = compare_main(capsys, seeded, "--out", tmp_path / "c.png")
+    lines = out.splitlines()
+    assert lines[0].startswith("| activation | n | seeds | status | val_acc (mean ± 95 %) |")
+    assert "trainer.seed" not in lines[0]  # the seed is the repetition, not a column
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:5]]
+    assert [r[0] for r in rows] == ["relu", "elu", "tanh"]  # best mean first
+    half = T975_2 * 0.01 / math.sqrt(3)  # sd of A is 0.01
+    assert rows[0][1:4] == ["3", "0,1,2", "3 completed"] and rows[0][4] == f"0.8100 ± {half:.4f}"
+    rows = list(csv.reader(io.StringIO(compare_main(capsys, seeded, "--csv", "--out", tmp_path / "c.png")[0])))
+    assert rows[0][:7] == ["activation", "n", "seeds", "status", "val_acc mean", "val_acc ci95 low",
+                           "val_acc ci95 high"]
+    assert [float(v) for v in rows[1][4:7]] == pytest.approx([0.81, 0.81 - half, 0.81 + half], abs=1e-4)
+
+
+def test_differences_against_the_best_are_paired_by_seed_and_judged(seeded, capsys, tmp_path):
+    out, _ = compare_main(capsys, seeded, "--out", tmp_path / "c.png")
+    notes = out.split("\n\n", 1)[1].splitlines()
+    assert notes[0].startswith("best val_acc: activation=relu (0.8100 ± ")
+    elu, tanh = notes[1], notes[2]
+    d = stats.paired(A, C)  # A − C = −0.005, +0.005, +0.01: within noise
+    assert elu.startswith(f"- vs activation=elu: +{d.mean:.4f} [{d.ci95[0]:.4f}, {d.ci95[1]:.4f}], "
+                          f"paired over seeds 0,1,2: within noise (this design detects differences ≥ "
+                          f"{d.detectable:.4f})")
+    assert tanh.endswith("paired over seeds 0,1,2: a real difference (the interval excludes 0)")
+    # with the shared seed effect removed, pairing decides where an unpaired comparison would not
+    assert stats.paired(A, B).ci95[0] > 0
+
+
+def test_different_seeds_fall_back_to_welch_and_single_runs_get_no_interval(tmp_path, capsys):
+    for seed, acc in enumerate(A):
+        make_run(tmp_path / f"a{seed}", seed=seed, val_acc=acc)
+    for seed, acc in zip((5, 6, 7), B):
+        make_run(tmp_path / f"b{seed}", seed=seed, val_acc=acc, activation="tanh")
+    make_run(tmp_path / "c", seed=0, val_acc=0.5, activation="elu")
+    out, _ = compare_main(capsys, tmp_path, "--out", tmp_path / "c.png")
+    assert "| elu | 1 | 0 | 1 completed | 0.5000 (1 seed) |" in out
+    welch = stats.unpaired(A, B)
+    assert (f"- vs activation=tanh: +{welch.mean:.4f} [{welch.ci95[0]:.4f}, {welch.ci95[1]:.4f}], unpaired "
+            f"(Welch; the seeds differ): a real difference") in out
+    assert "- vs activation=elu: no interval (needs ≥ 2 completed seeds in each; sweep trainer.seed=0,1,2)" in out
+
+
+def test_a_diverged_seed_is_listed_never_averaged_and_printed_readably(tmp_path, capsys):
+    for seed, acc in enumerate(A):
+        make_run(tmp_path / f"a{seed}", seed=seed, val_acc=acc)
+    make_run(tmp_path / "a3", seed=3, val_acc=None, status="diverged", train_loss=101421459432569569280.0)
+    out, _ = compare_main(capsys, tmp_path, "--out", tmp_path / "c.png")
+    assert "| all runs" not in out and "| 3 | 0,1,2 | 3 completed, 1 diverged | 0.8100 ± " in out
+    out, _ = compare_main(capsys, tmp_path, "--runs", "--out", tmp_path / "c.png")
+    diverged = [line for line in out.splitlines() if "| diverged |" in line]
+    assert len(diverged) == 1 and "1.014e+20" in diverged[0] and "101421459432569569280" not in out
+
+
+@pytest.mark.parametrize("value, shown", [
+    (101421459432569569280.0, "1.014e+20"), (0.76171875, "0.7617"), (float("nan"), "nan"), (float("inf"), "inf"),
+    (1e-5, "1.000e-05"), (0.0, "0.0000"), (3, "3"), (None, ""), (True, "True"), (12345.678, "12345.6780"),
+])
+def test_number_formatting(value, shown):
+    assert compare.fmt(value) == shown
+
+
+def test_init_stats_and_unfinished_folders_are_skipped_not_counted(tmp_path, capsys):
+    make_run(tmp_path / "r1", lr=0.1, val_acc=0.7)
+    make_run(tmp_path / "r2", lr=0.01, val_acc=0.6)
+    init_stats = tmp_path / "init"
+    (init_stats / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"task": "init_stats", "init_stats": {"dims": [8, 8]}}),
+                   init_stats / ".hydra" / "config.yaml")
+    (init_stats / "stats.json").write_text("[]")
+    out, err = compare_main(capsys, tmp_path, "--out", tmp_path / "c.png")
+    assert out.splitlines()[0].startswith("| run | optim.lr | status |")  # not hidden by the init-stats folder
+    assert len(out.splitlines()) == 2 + 2 and str(init_stats) not in out
+    assert f"skipped 1 folder(s) without summary.json (init-stats results or runs still in progress): {init_stats}" \
+        in err
+    assert "no error bars" in err and "trainer.seed=0,1,2" in err
+
+
+def test_a_group_parameter_is_shown_when_runs_with_the_same_option_differ_in_it(tmp_path):
+    rows = [{"settings": {"optim": o, "optim.lr": lr, "activation": a, "activation.alpha": al},
+             "groups": {"optim", "activation"}}
+            for o, lr, a, al in (("sgd", 0.1, "elu", 1.0), ("sgd", 0.01, "relu", None), ("adam", 0.001, "elu", 1.0))]
+    assert compare.differing(rows) == ["activation", "optim", "optim.lr"]  # alpha only follows the option
+
+
+@pytest.mark.parametrize("name, content, cause", [
+    ("summary.json", '{"status": "completed", "val_acc": 0.8', "not valid JSON (Expecting ',' delimiter at line 1)"),
+    ("summary.json", '{"status": "completed", "val_acc": "0.8"}', "val_acc is '0.8' (str); expected a number or null"),
+    ("summary.json", '{"status": 1}', "status is 1; expected a string"),
+    ("summary.json", '[1, 2]', "expected a JSON object, found list"),
+    ("summary.json", '{"status": "completed", "choices": {"optim": 3}}', "choices.optim is 3"),
+    (".hydra/config.yaml", "trainer: [seed: 0\n  x: }", "not a readable config"),
+    (".hydra/config.yaml", "- 1\n- 2\n", "expected a mapping of settings, found list"),
+])
+def test_an_unreadable_run_is_one_warning_naming_the_file(tmp_path, capsys, name, content, cause):
+    make_run(tmp_path / "good", val_acc=0.7)
+    bad = make_run(tmp_path / "bad", val_acc=0.6, lr=0.5)
+    (bad / name).write_text(content)
+    out, err = compare_main(capsys, tmp_path, "--out", tmp_path / "c.png")
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(f"deeprob compare: warning: skipped {bad / name}: ")
+    assert cause in warnings[0]
+    assert str(tmp_path / "good") in out and str(bad) not in out
+
+
+def test_nothing_readable_is_one_line_exit_2(tmp_path, capsys):
+    (make_run(tmp_path / "bad") / "summary.json").write_text("{")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for path, message in ((tmp_path, "compare: none of the runs could be read (see the warnings above)"),
+                          (tmp_path / "missing", f"compare: {tmp_path / 'missing'} does not exist"),
+                          (empty, f"compare: no run folders (with .hydra/config.yaml and summary.json) under {empty}")):
+        with pytest.raises(SystemExit) as exit_:
+            compare.main([str(path)])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1].startswith(f"deeprob compare: error: {message}")
+
+
+def test_figure_at_24_configurations_keeps_the_legend_outside_and_plots_epochs(tmp_path):
+    entries = []
+    for i in range(24):
+        run = make_run(tmp_path / f"r{i}", activation=f"act{i}", curve=[0.3 + 0.01 * i, 0.5 + 0.01 * i])
+        entries.append({"label": f"activation=act{i} optim.lr=0.1", "curves": [compare.curves(run)],
+                        "completed": True})
+    diverged = make_run(tmp_path / "diverged", status="diverged", curve=[0.1])
+    curves = compare.curves(diverged)
+    curves["train/loss"] = (curves["train/loss"][0], [1e20] * len(curves["train/loss"][1]))
+    entries.append({"label": "diverged [diverged]", "curves": [curves], "completed": False})
+    assert compare.curves(tmp_path / "r0")["val/acc"] == ([1.0, 2.0], pytest.approx([0.3, 0.5]))  # epochs, not steps
+    assert compare.curves(tmp_path / "r0")["train/loss"][0][:2] == [0.1, 0.2]  # step s ends at epoch (s+1)/10
+
+    fig = compare.draw(entries)
+    fig.draw_without_rendering()  # runs the constrained layout, as savefig does
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [e["label"] for e in entries]
+    assert min(t.get_fontsize() for t in legend.get_texts()) >= 8
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent())  # outside both axes
+        assert ax.get_xlabel() == "epoch" and ax.get_ylabel()
+    assert box.y0 >= 0 and box.y1 <= fig.bbox.height and box.x1 <= fig.bbox.width  # and on the page
+    loss_top = fig.axes[1].get_ylim()[1]
+    assert loss_top < 10  # the diverged 1e20 does not squash the others' curves
+    colours = [compare.style(i)["color"] for i in range(24)]
+    styles = [(c, compare.style(i)["linestyle"]) for i, c in enumerate(colours)]
+    assert len(set(styles)) == 24 and len(set(colours[:10])) == 10
+
+
+def test_a_real_seed_sweep_end_to_end(tmp_path, capsys):
+    """The documented way to error bars: sweep trainer.seed, then compare."""
+    run_cli("train", "-m", "activation=relu,tanh", "trainer.seed=0,1", "dataset=synthetic", "dataset.num_train=320",
+            "dataset.val_size=64", "model=mlp", "model.width=32", "trainer.epochs=2", "trainer.batch_size=64",
+            cwd=tmp_path)
+    runs = run_dirs(tmp_path / "runs" / "multirun")
+    sweep = runs[0].parent
+    (sweep / "init").mkdir()  # an init-stats folder next to them is skipped
+    result = run_cli("compare", sweep, cwd=tmp_path)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("| activation | n | seeds | status | val_acc (mean ± 95 %) |")
+    for activation in ("relu", "tanh"):
+        accs = [summary(r)["val_acc"] for r in runs if summary(r)["choices"]["activation"] == activation]
+        e = stats.one_sample(accs)
+        assert f"| {activation} | 2 | 0,1 | 2 completed | {e.mean:.4f} ± {compare.fmt(e.half_width)} |" in \
+            result.stdout
+    assert any(line.startswith("- vs activation=") and "paired over seeds 0,1" in line for line in lines)
+    assert (sweep / "compare.png").stat().st_size > 10_000
+    per_run, _ = compare_main(capsys, sweep, "--runs", "--csv")
+    rows = list(csv.reader(io.StringIO(per_run)))
+    assert rows[0][:4] == ["run", "activation", "trainer.seed", "status"] and len(rows) == 1 + 4
+    accs = [float(r[5]) for r in rows[1:]]  # the val_acc column, best first
+    assert accs == sorted(accs, reverse=True)
+
+
+def test_a_loss_ranks_lowest_first_and_a_negative_difference_is_real(tmp_path, capsys):
+    for name, losses in (("tanh", [0.60, 0.63, 0.61]), ("relu", [0.50, 0.52, 0.51])):
+        for seed, loss in enumerate(losses):
+            make_run(tmp_path / f"{name}{seed}", seed=seed, activation=name, train_loss=loss)
+    out, _ = compare_main(capsys, tmp_path, "--metric", "train_loss", "--out", tmp_path / "c.png")
+    lines = out.splitlines()
+    assert "train_loss (mean ± 95 %)" in lines[0].split(" | ")[4] and lines[2].startswith("| relu |")
+    d = stats.paired([0.50, 0.52, 0.51], [0.60, 0.63, 0.61])
+    assert f"- vs activation=tanh: {d.mean:.4f} [{d.ci95[0]:.4f}, {d.ci95[1]:.4f}], paired over seeds 0,1,2: " \
+           f"a real difference" in out
