@@ -134,6 +134,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
                          "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
                          "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
         log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
+        monitor.text(OmegaConf.to_yaml(cfg, resolve=True), " ".join(["deeprob train", *HydraConfig.get().overrides.task]))  # tboard: Text tab
     mix, criterion = batch_mixer(regularizers, len(data.classes)), loss_function(regularizers)
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
 
@@ -156,7 +157,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
                   "effective_batch_size": effective_batch, "choices": choices, **provenance()}
         if distributed.is_main():
             write_json(out / "summary.json", record)
-        monitor.close()
+        monitor.finish(status, record, progress.step)  # tboard: final/<key> scalars, HParams status; closes
         return record
 
     with StopSignals() as stop:
