@@ -156,7 +156,7 @@ def log_histograms(outputs, out: Path):
 
     writer = SummaryWriter(str(out))
     for i, y in enumerate(outputs, 1):
-        summary = histogram("activation/by_layer", y.flatten().numpy(), bins="tensorflow")
+        summary = histogram("activation/by_layer", y.flatten().numpy(), bins=writer.default_bins)  # add_histogram's bins
         summary.value[0].metadata.summary_description = (  # the tag's description, shown beside its chart
             "Activation outputs of each layer of the stack right after initialization; step = layer index "
             "(1 = first layer). Offset view: how the distribution widens, collapses or saturates with depth.")
