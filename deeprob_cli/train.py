@@ -134,7 +134,8 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
                          "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
                          "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
         log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
-        monitor.text(OmegaConf.to_yaml(cfg, resolve=True), " ".join(["deeprob train", *HydraConfig.get().overrides.task]))  # tboard: Text tab
+        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []  # tboard: the Text tab
+        monitor.text(OmegaConf.to_yaml(cfg, resolve=True), " ".join(["deeprob train", *overrides]))
     mix, criterion = batch_mixer(regularizers, len(data.classes)), loss_function(regularizers)
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
 
