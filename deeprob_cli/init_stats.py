@@ -7,8 +7,8 @@ layers, right after initialization (no training).
 Builds Linear → activation layers of widths `init_stats.dims` with the chosen activation, initializes them with
 the chosen `init=` option (the same functions that initialize the training models), feeds one batch of
 unit-Gaussian inputs and prints each layer's mean, std, fraction saturated and fraction dead. Writes the same
-numbers to stats.json, one histogram per layer to histograms.png (the lecture's figure) and TensorBoard
-histograms `activation/layerN` into the run folder. Same seed, same numbers.
+numbers to stats.json, one histogram per layer to histograms.png (the lecture's figure) and one TensorBoard
+histogram tag `activation/by_layer` stepped by layer into the run folder. Same seed, same numbers.
 """
 import json
 import sys
@@ -193,10 +193,16 @@ def _split_title(title: str):
 
 
 def log_histograms(outputs, out: Path):
-    """TensorBoard histograms activation/layerN, step 0."""
+    """One TensorBoard histogram tag, activation/by_layer, whose step is the layer index (1 = first layer):
+    the Histograms tab's offset view then stacks the layers like the lecture's figure."""
     from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import histogram
 
     writer = SummaryWriter(str(out))
     for i, y in enumerate(outputs, 1):
-        writer.add_histogram(f"activation/layer{i}", y, 0)
+        summary = histogram("activation/by_layer", y.flatten().numpy(), bins=writer.default_bins)  # add_histogram's bins
+        summary.value[0].metadata.summary_description = (  # the tag's description, shown beside its chart
+            "Activation outputs of each layer of the stack right after initialization; step = layer index "
+            "(1 = first layer). Offset view: how the distribution widens, collapses or saturates with depth.")
+        writer.file_writer.add_summary(summary, i)
     writer.close()

@@ -1,9 +1,15 @@
-"""TensorBoard logging for a training run: `tensorboard --logdir runs` shows what this writes.
+"""TensorBoard logging for a training run: `deeprob train ...`, then `tensorboard --logdir runs` shows what
+this writes.
 
 Scalars every step (train/loss) and epoch (train/acc, val/loss, val/acc, lr); at snapshot steps the
-histograms of every activation layer's output (forward hooks), of every weight and of its gradient; the
-run's hyperparameters for TensorBoard's HParams tab. Hooks only record during a snapshot step, so the
-rest of training pays nothing for them.
+histograms of every activation layer's output (forward hooks), of every weight and of its gradient. Hooks
+only record during a snapshot step, so the rest of training pays nothing for them. What a user sees first:
+- Custom Scalars tab: a layout whose first category puts train and val loss on one chart and train/val (and
+  the final test) accuracy on another; the per-layer diagnostics follow, one chart per kind with a line per
+  layer. (TensorBoard's default Time Series page sorts tag groups by name, so there `act/…` precede `train/…`.)
+- HParams tab: the run's choices at the start; at the end (`finish`) the real status (completed, or diverged
+  and failed as a failure) and the summary's final numbers as metrics (final/val_acc, final/test_acc, ...).
+- Text tab: the composed config and the command line (`text`), and the final status with its reason.
 
 At each snapshot, per activation layer, the scalars that show the lecture's failure modes:
   dead/<layer>       fraction of units (channels of a conv output) whose activation derivative is zero for
@@ -17,12 +23,36 @@ vector-Jacobian product with ones, which for an elementwise activation is f'(x).
 SwiGLU) is not elementwise: each output unit reads one unit of each input half, and it counts as dead when
 neither of its inputs receives a gradient for any example.
 """
+import math
+import time
+
 import torch
+from google.protobuf import struct_pb2
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 
 HIST_SAMPLES = 1 << 16  # values binned per histogram at most (activation maps hold millions)
-METRICS = ("val/acc", "val/loss", "train/acc", "train/loss")
+# summary.json numbers written at the end as final/<key> scalars: the HParams tab's metric columns
+FINAL = ("val_acc", "test_acc", "train_loss", "train_acc", "val_loss", "val_acc_tta", "test_acc_tta")
+# run status → HParams session status. An interrupted run writes no end record: TensorBoard keeps the first
+# one a run folder holds, so the resumed run's end decides.
+STATUS = {"completed": api_pb2.STATUS_SUCCESS, "diverged": api_pb2.STATUS_FAILURE, "failed": api_pb2.STATUS_FAILURE}
+# the Custom Scalars layout: {category: {chart title: tag regexes}}, in display order; loss and accuracy first
+LAYOUT = {
+    "loss and accuracy": {
+        "loss (train per step, val per epoch)": [r"^train/loss$", r"^val/loss$"],
+        "accuracy (train, val per epoch; test at the end)": [r"^train/acc$", r"^val/acc$", r"^final/test_acc$"],
+        "learning rate": [r"^lr$"],
+    },
+    "dead and saturated units, per layer": {
+        "dead: fraction of units no example passes a gradient through": [r"^dead/"],
+        "saturated: fraction of outputs in the flat tails (sigmoid, tanh)": [r"^saturated/"],
+    },
+    "activations, per layer": {"activation mean": [r"^act/mean/"], "activation std": [r"^act/std/"]},
+    "gradients w.r.t. the activations, per layer": {"mean": [r"^act_grad/mean/"], "std": [r"^act_grad/std/"]},
+    "pre-activations, per layer": {"mean": [r"^preact/mean/"], "std": [r"^preact/std/"]},
+}
 # flat tails of the saturating activations: (class, predicate on the output y)
 SATURATION = ((torch.nn.Sigmoid, lambda y: (y < 0.01) | (y > 0.99)),
               (torch.nn.Tanh, lambda y: y.abs() > 0.99))
@@ -65,6 +95,8 @@ class Monitor:
         self.layers = dict(activation_layers(model, activation))
         for name, module in self.layers.items():
             module.register_forward_hook(self._hook(name))
+        self.writer.add_custom_scalars({category: {title: ["Multiline", tags] for title, tags in charts.items()}
+                                        for category, charts in LAYOUT.items()})
 
     def _hook(self, name):
         def record(module, inputs, output):
@@ -125,10 +157,43 @@ class Monitor:
             self.writer.add_scalar("train/loss", loss, first_step + i)
 
     def hparams(self, values: dict):
-        """Declare the run's hyperparameters; TensorBoard reads the METRICS scalars of this run beside them."""
-        clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in values.items()}
-        for summary in hparams(clean, {m: 0.0 for m in METRICS}):
-            self.writer.file_writer.add_summary(summary)
+        """Declare the run's hyperparameters and the final/<key> metrics; `finish` writes the session's end."""
+        kinds = {bool: ("bool_value", api_pb2.DATA_TYPE_BOOL), int: ("number_value", api_pb2.DATA_TYPE_FLOAT64),
+                 float: ("number_value", api_pb2.DATA_TYPE_FLOAT64), str: ("string_value", api_pb2.DATA_TYPE_STRING)}
+        clean = {k: (v if type(v) in kinds else str(v)) for k, v in values.items()}
+        experiment = api_pb2.Experiment(
+            hparam_infos=[api_pb2.HParamInfo(name=k, type=kinds[type(v)][1]) for k, v in clean.items()],
+            metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=f"final/{key}"), display_name=key)
+                          for key in FINAL])
+        start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+        for k, v in clean.items():
+            start.hparams[k].CopyFrom(struct_pb2.Value(**{kinds[type(v)][0]: v}))
+        self._hparams_record(metadata.EXPERIMENT_TAG, experiment=experiment)
+        self._hparams_record(metadata.SESSION_START_INFO_TAG, session_start_info=start)
+
+    def _hparams_record(self, tag: str, **data):
+        # what tensorboard.plugins.hparams.summary writes, built without its TensorFlow import
+        meta = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(**data))
+        self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, metadata=meta)]))
+
+    def text(self, config_yaml: str, command: str):
+        """The composed config and the command line, for TensorBoard's Text tab (markdown code blocks)."""
+        self.writer.add_text("config", f"```yaml\n{config_yaml.rstrip()}\n```", 0)
+        self.writer.add_text("command", f"```\n{command}\n```", 0)
+
+    def finish(self, status: str, metrics: dict, step: int = 0):
+        """End the run in TensorBoard: final/<key> scalars from metrics (summary.json's keys), the status (and
+        metrics['error'], the reason) in the Text tab, the HParams session's end with that status; then close."""
+        for key in FINAL:
+            value = metrics.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(f"final/{key}", float(value), step)
+        reason = metrics.get("error")
+        self.writer.add_text("status", f"**{status}** after {step} steps" + (f": {reason}" if reason else ""), step)
+        if status in STATUS:
+            end = plugin_data_pb2.SessionEndInfo(status=STATUS[status], end_time_secs=time.time())
+            self._hparams_record(metadata.SESSION_END_INFO_TAG, session_end_info=end)
+        self.close()
 
     def close(self):
         self.writer.close()

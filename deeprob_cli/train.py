@@ -82,8 +82,9 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
                 end_epoch(job, run)
         return finish(job, run)
     finally:
-        if job is not None:
-            job.monitor.close()
+        if job is not None:  # TensorBoard: final scalars, the status for HParams, the reason in the Text tab
+            summary = getattr(run, "summary", None) or {"status": "failed"}
+            job.monitor.finish(summary["status"], summary, run.progress.step)
         run.release()
 
 
@@ -241,6 +242,8 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
                          "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
                          "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
         log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
+        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+        monitor.text(OmegaConf.to_yaml(cfg, resolve=True), " ".join(["deeprob train", *overrides]))  # the Text tab
     run.facts = {"device": str(device), **speed.record(), "params": params, "batch_size": batch_size,
                  "seed": cfg.trainer.seed, "world_size": distributed.world_size(),
                  "effective_batch_size": effective_batch, "choices": choices}

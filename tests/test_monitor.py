@@ -99,13 +99,48 @@ def test_mean_and_std_match_the_tensors(tmp_path):
         assert values[f"{kind}/std/act1"] == pytest.approx(t.std().item(), rel=1e-5)
 
 
-def test_hooks_record_only_at_snapshot_steps(tmp_path):
+def test_hooks_record_nothing_when_histograms_are_off(tmp_path):
     model = probe(nn.ReLU, bias=0.0, weight=0.5)
     monitor = Monitor(tmp_path, model, nn.ReLU, hist_every=0)
     out = model(torch.randn(4, 4))
     assert monitor.captured == {} and out.grad_fn is not None
     assert not monitor.due(5, last_of_epoch=False) and not monitor.due(5, last_of_epoch=True)  # 0 = off
     monitor.close()
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Sigmoid])
+def test_logged_dead_and_saturated_match_a_recomputation(tmp_path, activation):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3)
+    with torch.no_grad():
+        conv.bias[:3] = -50.0  # channels 0-2 always far below zero, 3-4 far above, 5-7 mixed
+        conv.bias[3:5] = 50.0
+        conv.weight[5:] *= 10.0  # pre-activations of a few units: sigmoid saturates at some positions only
+    model = nn.Sequential(conv, activation(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    x = torch.randn(16, 3, 6, 6)
+    monitor = Monitor(tmp_path, model, activation, hist_every=1)
+    monitor.snapshot()
+    nn.functional.cross_entropy(model(x), torch.randint(0, 3, (16,))).backward()
+    monitor.log_snapshot(7)
+    monitor.close()
+    scalars, _ = read_events(tmp_path)
+
+    # the lecture's definitions on the layer's own pre-activation, with no autograd: a unit (channel) is dead
+    # when its derivative is zero at every example and position; saturated = outputs in the flat tails
+    pre = conv(x).detach()
+    if activation is nn.ReLU:
+        slope, saturated = (pre > 0).float(), None
+    else:
+        y = pre.sigmoid()
+        slope, saturated = y * (1 - y), ((y < 0.01) | (y > 0.99)).float().mean().item()
+    dead = (slope == 0).all(0).flatten(1).all(1).float().mean().item()
+    assert dead == {nn.ReLU: 3 / 8, nn.Sigmoid: 2 / 8}[activation]  # sigmoid(50) is exactly 1.0 in float32
+    assert scalars["dead/1"] == [(7, pytest.approx(dead, abs=1e-7))]
+    if saturated is None:
+        assert "saturated/1" not in scalars
+    else:
+        assert 5 / 8 < saturated < 1  # channels 0-4 entirely, 5-7 partly
+        assert scalars["saturated/1"] == [(7, pytest.approx(saturated, abs=1e-7))]
 
 
 def test_per_channel_prelu_layers_are_found_after_materializing(tmp_path):
@@ -120,7 +155,7 @@ def test_per_channel_prelu_layers_are_found_after_materializing(tmp_path):
 def sweep(tmp_path_factory):
     """One CLI sweep, sigmoid and prelu on a convnet: two run folders."""
     root = tmp_path_factory.mktemp("sweep")
-    run_cli("train", "-m", *FAST, "log.hist_every=100000", "dataset.num_train=512",  # one snapshot: the epoch end
+    run_cli("train", "-m", *FAST, "log.hist_every=3", "trainer.epochs=2", "dataset.num_train=512",  # 4 steps/epoch
             "activation=sigmoid,prelu", "hydra.sweep.dir=multi", cwd=root,
             env={"DEEPROB_CACHE": str(root / "cache")})
     return {summary(d)["choices"]["activation"]: d for d in run_dirs(root / "multi")}
@@ -138,6 +173,19 @@ def test_event_files_hold_the_diagnostics(sweep):
             assert expected <= set(scalars)
             assert (f"saturated/{layer}" in scalars) == (name == "sigmoid")
             assert all(0.0 <= v <= 1.0 for _, v in scalars[f"dead/{layer}"])
+
+
+def test_snapshots_are_taken_every_hist_every_steps_and_at_each_epoch_end(sweep):
+    # hist_every=3 with 4 steps per epoch, 2 epochs: steps 0, 3 (also epoch 1's last), 6 and 7 (epoch 2's last)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(sweep["sigmoid"]), size_guidance={"histograms": 0, "scalars": 0})
+    events.Reload()
+    assert summary(sweep["sigmoid"])["steps"] == 8
+    for tag in ("activation/act2_2", "weight/conv1_1.weight", "grad/head.weight"):
+        assert [e.step for e in events.Histograms(tag)] == [0, 3, 6, 7], tag
+    for tag in ("dead/act1_1", "saturated/act2_1", "act_grad/std/act1_2"):
+        assert [e.step for e in events.Scalars(tag)] == [0, 3, 6, 7], tag
 
 
 def test_prelu_run_keeps_per_channel_alpha_and_evaluates(sweep):

@@ -240,9 +240,17 @@ def compose(augments):
 
 
 def log_examples(writer, images, augment, seed: int, draws: int = 3):
-    """Write a grid to TensorBoard (tag augment/examples): one row of training images, then `draws` rows of
-    augmented versions (their own generator, so training's augmentation stream is unchanged)."""
+    """Write a captioned grid to TensorBoard (tag augment/examples): one row of training images, then `draws`
+    rows of augmented versions (their own generator, so training's augmentation stream is unchanged)."""
+    from torch.utils.tensorboard.summary import image
+
     generator = torch.Generator(images.device).manual_seed(seed)
     x = images.float().div(255)
     rows = [x] + [augment(x, generator).clamp(0, 1) for _ in range(draws)]
-    writer.add_image("augment/examples", make_grid(torch.cat(rows).cpu(), nrow=len(x), padding=1), 0)
+    summary = image("augment/examples", make_grid(torch.cat(rows).cpu(), nrow=len(x), padding=1), dataformats="CHW")
+    names = [type(a).__name__ for a in getattr(augment, "augments", [augment])]
+    summary.value[0].metadata.summary_description = (  # shown as the image card's description
+        f"Top row: {len(x)} training images as loaded (before preprocessing). Rows 2–{draws + 1}: {draws} independent "
+        f"random draws of the training augmentation ({' → '.join(names) if names else 'none selected: identity'}) "
+        f"applied to the same images; each column is one image.")
+    writer.file_writer.add_summary(summary, 0)
