@@ -25,7 +25,7 @@ from deeprob_cli.monitor import Monitor
 # two jobs of one sweep: 256 training images, batch 64 → 4 steps per epoch; lr 1e6 diverges in epoch 2
 SWEEP = ["dataset=synthetic", "dataset.num_train=512", "trainer.epochs=2", "trainer.batch_size=64",
          "model.widths=[8,16]", "log.hist_every=3", "optim.lr=0.05,1e6"]
-INIT_STATS = ["task=init_stats", "init=xavier", "activation=tanh", "init_stats.dims=[64,64,64,64,64]",
+INIT_STATS = ["init=xavier", "activation=tanh", "init_stats.dims=[64,64,64,64,64]",
               "init_stats.batch=32"]
 
 
@@ -95,7 +95,7 @@ def board(tmp_path_factory):
     runs = {summary(d)["status"]: d for d in run_dirs(logdir / "sweep")}
     interrupted_then_resumed(logdir / "interrupted", resume=False)
     interrupted_then_resumed(logdir / "resumed", resume=True)
-    _, outputs = measure(make_cfg(*INIT_STATS))
+    _, outputs = measure(make_cfg(*INIT_STATS, config_name="init_stats"))
     log_histograms(outputs, logdir / "init_stats")
     names = {**{status: d.relative_to(logdir).as_posix() for status, d in runs.items()},
              "interrupted": "interrupted", "resumed": "resumed", "init_stats": "init_stats"}
