@@ -12,3 +12,12 @@ if not CONFIG_DIR.is_dir():
 
 class UserError(Exception):
     """A mistake in what the user asked for (config, paths, data): reported as one line, exit code 2."""
+
+
+def _register_resolvers():
+    from .naming import register
+
+    register()
+
+
+_register_resolvers()  # ${deeprob_job:...} in conf/train.yaml names sweep jobs

@@ -38,6 +38,15 @@ def main():
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
+    if args[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"deeprob {__version__}")
+        return 0
+    if args[0] in ("-sc", "--shell-completion"):  # Hydra's bash completion asks `deeprob -sc query=bash`
+        from .show import complete
+
+        return complete(args)
     command, rest = args[0], args[1:]
     if command in HYDRA_COMMANDS:
         module, config_name = HYDRA_COMMANDS[command]
@@ -46,8 +55,7 @@ def main():
         if is_query(rest):  # --cfg job, --help, --info: Hydra only prints; answer without importing torch
             from .show import answer
 
-            sys.argv = [f"{sys.argv[0]} {command}", *rest]
-            return answer(config_name)
+            return answer(config_name, command, rest)
         from . import UserError
         from .run import prepare
 
@@ -59,6 +67,10 @@ def main():
         sys.argv = [f"{sys.argv[0]} {command}", *rest]  # Hydra reads argv
         return import_module(f".{module}", __package__).cli()
     if command in PLAIN_COMMANDS:
+        if rest and rest[0] in ("-h", "--help"):
+            module = import_module(f".{PLAIN_COMMANDS[command]}", __package__)
+            print(getattr(module, "USAGE", None) or module.__doc__.strip())
+            return 0
         return import_module(f".{PLAIN_COMMANDS[command]}", __package__).main(rest)
     names = ", ".join([*HYDRA_COMMANDS, *PLAIN_COMMANDS])
     print(f"deeprob: error: unknown command {command!r}; choose one of: {names} (deeprob --help)", file=sys.stderr)

@@ -9,6 +9,7 @@ model from the groups → init → optimizer + schedule → loop (TensorBoard, c
 import logging
 import os
 import random
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from .config import CONFIG_DIR, build, check, selected
 from .data import load_data
 from .evaluate import evaluate, final_scores
 from .monitor import Monitor
+from .naming import jobs_in_sweep
 from .run import Diverged, Interrupted, Run, read_summary, write_json
 from .speed import Speed
 
@@ -43,20 +45,23 @@ def main(cfg: DictConfig):
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
     set_threads(cfg.trainer.threads,
                 (OmegaConf.select(hydra_cfg, "launcher.n_jobs") if sweep else None) or distributed.threads_per_process())
+    if sweep:
+        total = jobs_in_sweep(hydra_cfg.sweep.dir)
+        log.info("job %d%s: %s", hydra_cfg.job.num + 1, f" of {total}" if total else "", out.name)
     try:
         return train(cfg, out, choices=group_choices(cfg, hydra_cfg.runtime.choices), sweep=sweep)
     except UserError as e:
-        print(f"deeprob train: error: {e}", file=sys.stderr)
+        print(f"deeprob train: error: {to_log_file(e)}", file=sys.stderr)
         if not sweep:
             sys.exit(2)
         if not (out / "summary.json").exists():  # the sweep goes on; another run's record is never replaced
             write_json(out / "summary.json", {"status": "failed", "error": str(e)})
     except Diverged as e:  # summary.json already says so; in a sweep the other jobs go on
-        print(f"deeprob train: diverged: {e}", file=sys.stderr)
+        print(f"deeprob train: diverged: {to_log_file(e)}", file=sys.stderr)
         if not sweep:
             sys.exit(3)
     except Interrupted as e:  # Ctrl-C or a scheduler's pre-emption: stop the whole sweep too
-        print(f"deeprob train: interrupted: {e}", file=sys.stderr)
+        print(f"deeprob train: interrupted: {to_log_file(e)}", file=sys.stderr)
         sys.exit(e.code)
     except Exception as e:
         if not sweep:
@@ -159,8 +164,12 @@ def finish(job: "Job", run: Run):
     scores = final_scores(job.speed.wrap(job.model), job.data, job.preprocess, job.device,
                           job.cfg.trainer.eval_batch_size, job.tta, val_acc=run.progress.metrics.get("val_acc"))
     summary = run.finish("completed", **scores, **distributed.checksums(job.model))
-    log.info("done: val_acc %s, %.0f images/s, summary in %s", summary["val_acc"], summary["images_per_second"],
-             run.out)
+    log.info("done: %s; %.0f s, %.0f images/s; summary.json, checkpoints and TensorBoard events in %s",
+             ", ".join(f"{name} {percent(summary.get(f'{name}_acc'))}" + (
+                 f" ({percent(summary[f'{name}_acc_tta'])} with tta)"
+                 if summary.get(f"{name}_acc_tta") not in (None, summary.get(f"{name}_acc")) else "")
+                 for name in ("train", "val", "test") if summary.get(f"{name}_acc") is not None),
+             summary["seconds"], summary["images_per_second"], run.out)
     return summary["val_acc"] if summary["val_acc"] is not None else summary["train_acc"]
 
 
@@ -216,6 +225,8 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     model = built.model.to(device)
     net = distributed.wrap(speed.prepare(model), cfg.trainer.sync_bn, cfg.trainer.seed)  # DDP under torchrun
     params = sum(p.numel() for p in model.parameters())
+    if distributed.is_main() and not sweep:
+        log.info("run folder %s  (follow it: tensorboard --logdir %s)", run.out, shlex.quote(str(run.out)))
     log.info("%s: %d parameters, %d train / %d val images of shape %s, device %s", type(model).__name__, params,
              len(data.train), len(data.val or []), data.shape, device)
 
@@ -252,6 +263,15 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
                optimizer, schedule, order, noise, monitor, tta, effective_batch, steps_per_epoch, show)
 
 
+def to_log_file(error) -> str:
+    """The error's message, also written to the run's train.log (the console already shows it once)."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, str(error), None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+    return str(error)
+
+
 def group_choices(cfg: DictConfig, runtime_choices) -> dict:
     """The option chosen in every config group; multi-select groups as a list of names."""
     choices = {k: v for k, v in runtime_choices.items() if not k.startswith("hydra") and "/" not in k}
@@ -267,6 +287,10 @@ def set_threads(threads, n_jobs):
         threads = max(1, cores // (cores if n_jobs < 0 else n_jobs))
     if threads:
         torch.set_num_threads(threads)
+
+
+def percent(value) -> str:
+    return "—" if value is None else f"{100 * value:.2f} %"
 
 
 def pick_device(name: str) -> torch.device:

@@ -93,8 +93,10 @@ def make_cfg(*overrides, config_name="train"):
 
 
 def run_dirs(root: Path):
-    """Every run folder (one holding .hydra/) under root, sorted."""
-    return sorted(p.parent for p in Path(root).rglob(".hydra"))
+    """Every run folder (one holding .hydra/) under root, sorted (a sweep's jobs in job order)."""
+    from deeprob_cli.naming import job_order
+
+    return sorted((p.parent for p in Path(root).rglob(".hydra")), key=job_order)
 
 
 def tree_digest(folder: Path) -> str:

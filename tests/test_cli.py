@@ -72,7 +72,7 @@ def test_same_seed_same_metrics(tmp_path, one_run):
 def test_multirun_gives_one_folder_and_summary_per_job(tmp_path):
     run_cli("train", "-m", "activation=relu,tanh", *FAST, cwd=tmp_path)
     runs = run_dirs(tmp_path / "runs" / "multirun")
-    assert [r.name for r in runs] == ["0", "1"]
+    assert [r.name for r in runs] == ["activation=relu", "activation=tanh"]  # named by what the sweep varies
     assert [summary(r)["choices"]["activation"] for r in runs] == ["relu", "tanh"]
     assert all(summary(r)["status"] == "completed" for r in runs)
 
@@ -93,10 +93,21 @@ def test_cfg_job_prints_the_composed_config_without_training(tmp_path):
 def test_help_lists_every_group_and_its_options(tmp_path):
     from conftest import REPO
 
+    from deeprob_cli.show import first_sentence
+
     out = run_cli("train", "--help", cwd=tmp_path).stdout
+    lines = out.splitlines()
     for group in sorted(p for p in (REPO / "conf").iterdir() if p.is_dir()):
-        options = ", ".join(sorted(f.stem for f in group.glob("*.yaml")))
-        assert f"{group.name}: {options}" in out
+        header = next(i for i, line in enumerate(lines) if line.startswith(f"{group.name}  [default: ")
+                      or line.startswith(f"{group.name} (multi-select)  [default: "))
+        listed = [line.split()[0] for line in lines[header + 1:] if line.startswith("  ") and line.strip()]
+        options = sorted(lines[header + 1:header + 1 + len(list(group.glob("*.yaml")))])
+        assert [o.split()[0] for o in options] == sorted(f.stem for f in group.glob("*.yaml")), group.name
+        for option in group.glob("*.yaml"):  # each with the first sentence of its YAML header
+            assert f"  {option.stem:<18}{first_sentence(option)}" in lines, option
+        assert listed
+    assert "hydra:" not in out and "init_stats:" not in out  # internal blocks stay hidden
+    assert "  trainer:" in out and "epochs: 10" in out
 
 
 def test_top_level_help_lists_subcommands(tmp_path):
