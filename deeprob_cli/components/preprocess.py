@@ -218,7 +218,7 @@ class Whiten(Preprocess):
     Cov(x') = U diag(λ/(λ+ε·λ̄)) Uᵀ: the identity in every direction with λ ≫ ε·λ̄, damped below that
     (the lecture's "whitened data"; ZCA keeps the pixel layout, Bell & Sejnowski 1997)."""
 
-    def __init__(self, eps: float = 1e-6):
+    def __init__(self, eps: float = 1e-5):
         super().__init__()
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise ValueError(f"preprocess.eps: {eps!r} is not allowed; expected a number > 0")
