@@ -138,8 +138,8 @@ def _check_range(key: str, value, low: float, high: float, allowed: str):
 class L2:
     """The lecture's λ·ΣW², in one of two equivalent places: in the loss (gradient 2λW), or decoupled from the
     gradient (Loshchilov & Hutter 2019) as W ← W − lr·2λ·W after each step. λ means the same in both: under
-    plain SGD one decoupled step shrinks W exactly as the coupled gradient would; under momentum or Adam they
-    differ (the decoupled shrink bypasses the optimizer's moments), which is the point of decoupling."""
+    plain SGD a decoupled step shrinks W as the coupled gradient would (to first order in lr); under momentum
+    or Adam they differ (the decoupled shrink bypasses the optimizer's moments), which is the point of it."""
 
     def __init__(self, strength: float = 2.5e-4, decoupled: bool = False):
         _check_range("regularizer.l2.strength", strength, 0, float("inf"), "a number ≥ 0")
@@ -207,8 +207,8 @@ class VanillaDropout(nn.Dropout):
     def forward(self, x):
         if not self.training:
             return x * (1 - self.p)
-        drop = F.dropout2d if self.channels else F.dropout
-        return drop(x, self.p, True) * (1 - self.p)  # torch's mask, its 1/(1−p) undone: kept units unscaled
+        shape = (*x.shape[:2], *([1] * (x.dim() - 2))) if self.channels else x.shape  # whole maps, or units
+        return x * torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1 - self.p)
 
     def extra_repr(self):
         return f"p={self.p}, channels={self.channels}"
@@ -340,8 +340,8 @@ class ExpectedDepth(nn.Module):
     def forward(self, x):
         if not self.training:
             return x * self.survival
-        # torchvision's mask (row or batch), its 1/survival undone: a kept branch passes unscaled
-        return torchvision.ops.stochastic_depth(x, 1 - self.survival, self.mode, True) * self.survival
+        shape = (x.shape[0], *([1] * (x.dim() - 1))) if self.mode == "row" else (1,) * x.dim()
+        return x * torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(self.survival)
 
     def extra_repr(self):
         return f"survival={self.survival:.4g}, mode={self.mode}"
