@@ -143,6 +143,24 @@ def test_multicrop_averages_the_softmax_of_ten_views(fill):
     assert loss == pytest.approx(F.nll_loss(probs.log(), data.labels).item(), rel=1e-5)
 
 
+def test_mc_dropout_scores_of_a_run_are_repeated_by_deeprob_eval(tmp_path):
+    """Train with dropout and tta=mc_dropout (in-process): summary.json's val_acc_tta comes back from `deeprob eval`
+    (seeded masks), and differs from what the plain weight-scaled pass gives on the loss."""
+    from conftest import make_cfg
+    from deeprob_cli.evaluate import run_eval
+    from deeprob_cli.train import train
+
+    cfg = make_cfg("dataset=synthetic", "dataset.num_train=256", "dataset.val_size=128", "dataset.num_test=0",
+                   "dataset.image_size=8", "trainer.epochs=1", "trainer.batch_size=64", "log.hist_every=0",
+                   "trainer.device=cpu", "model=mlp", "model.width=32", "model.depth=2", "regularizer=dropout",
+                   "tta=mc_dropout", "tta.samples=4")
+    train(cfg, tmp_path, choices={"tta": "mc_dropout", "regularizer": ["dropout"]})
+    s = summary(tmp_path)
+    result = run_eval([str(tmp_path)])
+    assert result["tta"] == "mc_dropout" and result["accuracy_tta"] == s["val_acc_tta"]
+    assert result["accuracy"] == s["val_acc"] and result["loss_tta"] != result["loss"]
+
+
 def test_train_and_eval_report_accuracy_with_and_without_tta(tmp_path):
     run_cli("train", *FAST, "tta=flip", "hydra.run.dir=run", cwd=tmp_path)
     s = summary(tmp_path / "run")
