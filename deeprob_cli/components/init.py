@@ -42,10 +42,11 @@ def gain(activation: nn.Module) -> float:
 
     He et al.'s derivation (2015, eq. 10): with Var(W) = g²/fan_in and inputs of second moment 1, a layer's
     pre-activation is ≈ N(0, g²), so its output's second moment is E[f(g·z)²]; g solves that = 1 numerically
-    (`second_moment_gain`) for every activation, learnable ones at their initial values. ReLU gives √2, leaky
-    ReLU √(2/(1+α²)), SELU 1 (LeCun), GELU ≈ 1.53, SiLU ≈ 1.68, ELU ≈ 1.25. Bounded activations (tanh,
-    sigmoid) never reach a second moment of 1 and keep torch's calculate_gain (5/3, 1); an activation class
-    of ours may state its own `init_gain` (PReLU's closed form, SwiGLU's two-factor one).
+    (`second_moment_gain`) for every activation, learnable ones at their initial values: ReLU's √2 and leaky
+    ReLU's √(2/(1+α²)) exactly, SELU's LeCun gain 1, and the smooth ReLUs (GELU, SiLU, ELU) their own (the YAML
+    of init=kaiming lists them). Bounded activations (tanh, sigmoid) never reach a second moment of 1 and keep
+    torch's calculate_gain; an activation class of ours may state its own `init_gain` (PReLU's closed form,
+    SwiGLU's two-factor one).
     """
     own = getattr(activation, "init_gain", None)
     if own is not None:
