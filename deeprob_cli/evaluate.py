@@ -4,6 +4,7 @@ Loads RUN_DIR/checkpoints/last.pt (weights_only), rebuilds the model from the st
 stored preprocessing, evaluates the chosen split without and with the run's test-time augmentation (or the
 one `tta=` names), prints accuracy and loss, writes RUN_DIR/eval.json.
 """
+import contextlib
 import json
 import math
 import sys
@@ -30,14 +31,16 @@ def evaluate(model, split, preprocess, device, batch_size: int = 1000, tta=None)
     of the softmax averaged over its views: log p = logsumexp over views of log_softmax − log(views)."""
     model.eval()
     loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
-    for start in range(0, len(split), batch_size):
-        x = split.images[start:start + batch_size].to(device, non_blocking=True).float().div_(255)
-        y = split.labels[start:start + batch_size].to(device, non_blocking=True)
-        views = tta(x) if tta is not None else [x]
-        log_probs = torch.stack([F.log_softmax(model(preprocess(v)).float(), 1) for v in views])
-        logits = log_probs.logsumexp(0) - math.log(len(views))  # one view: exactly log_softmax(logits)
-        loss += F.nll_loss(logits, y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
+    passes = getattr(tta, "stochastic", None)  # a stochastic TTA (mc_dropout) switches its layers back on
+    with passes(model) if passes is not None else contextlib.nullcontext():
+        for start in range(0, len(split), batch_size):
+            x = split.images[start:start + batch_size].to(device, non_blocking=True).float().div_(255)
+            y = split.labels[start:start + batch_size].to(device, non_blocking=True)
+            views = tta(x) if tta is not None else [x]
+            log_probs = torch.stack([F.log_softmax(model(preprocess(v)).float(), 1) for v in views])
+            logits = log_probs.logsumexp(0) - math.log(len(views))  # one view: exactly log_softmax(logits)
+            loss += F.nll_loss(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
     n = len(split)
     return loss.item() / n, correct.item() / n
 

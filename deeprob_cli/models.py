@@ -107,11 +107,19 @@ class BasicBlock(nn.Module):
     """out = act(F(x) + shortcut(x)), F = conv → norm → act → conv → norm (He et al. 2016).
 
     `dropout` (between the convs, as in wide ResNets) and `stochastic_depth` (on F) are identities until a
-    regularizer sets them.
+    regularizer sets them. Without normalization (norm="none") the block carries Fixup's scalars (Zhang et al.
+    2019, section 3): a bias before each conv and activation and a multiplier on the branch,
+    F = scale·conv2(act(conv1(x + b1a) + b1b) + b2a) + b2b, the shortcut fed x + b1a; they start as the
+    identity (0 and 1), so any init sees the plain block, and init=fixup relies on them.
     """
 
     def __init__(self, c_in, c_out, stride, activation, norm):
         super().__init__()
+        self.fixup = norm == "none"
+        if self.fixup:
+            for name in ("bias1a", "bias1b", "bias2a", "bias2b"):
+                setattr(self, name, nn.Parameter(torch.zeros(1)))
+            self.scale = nn.Parameter(torch.ones(1))
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=norm == "none")
         self.norm1 = _norm(norm, c_out, 2)
         self.act1 = activation()
@@ -126,10 +134,14 @@ class BasicBlock(nn.Module):
 
     def residual(self, x):
         """The residual branch F(x)."""
+        if self.fixup:
+            h = self.act1(self.conv1(x + self.bias1a) + self.bias1b)
+            return self.conv2(self.dropout(h) + self.bias2a) * self.scale + self.bias2b
         return self.norm2(self.conv2(self.dropout(self.act1(self.norm1(self.conv1(x))))))
 
     def forward(self, x):
-        return self.act2(self.stochastic_depth(self.residual(x)) + self.shortcut(x))
+        shortcut = self.shortcut(x + self.bias1a if self.fixup else x)
+        return self.act2(self.stochastic_depth(self.residual(x)) + shortcut)
 
 
 class ResNet(nn.Module):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from omegaconf import OmegaConf
+from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from conftest import FAST, run_cli, run_dirs
@@ -71,6 +72,25 @@ def test_scale_full_box_is_identity_and_boxes_match_torchvision_resized_crop():
     assert area.max() <= 0.6 + 1e-5 and area.min() >= 0.25  # clamping a long side to the image may shrink it
 
 
+def test_resnet_scale_crops_the_image_size_out_of_a_random_short_side():
+    """A box of the original is the h×w crop of the image resized by L/short side: its side is h·short/L with
+    L/short ~ U(low, high); the box lies in the image; L = short side (factor 1) is the image itself."""
+    aug = A.ResNetScale(short_side=(1.25, 2.5))
+    boxes = aug.boxes(4000, 16, 24, torch.Generator().manual_seed(0), "cpu")
+    factor_h = 16 / (boxes[:, 3] - boxes[:, 1])
+    factor_w = 24 / (boxes[:, 2] - boxes[:, 0])
+    assert torch.allclose(factor_h, factor_w, rtol=1e-5)  # aspect ratio kept
+    assert factor_h.min() >= 1.25 - 1e-4 and factor_h.max() <= 2.5 + 1e-4
+    assert abs(factor_h.mean().item() - 1.875) < 0.02 and abs(factor_h.std().item() - 1.25 / 12 ** 0.5) < 0.02
+    assert boxes[:, :2].min() >= 0 and (boxes[:, 2] <= 24 + 1e-4).all() and (boxes[:, 3] <= 16 + 1e-4).all()
+    centre_x = (boxes[:, 0] + boxes[:, 2]) / 2
+    assert centre_x.min() < 24 / 2 - 3 and centre_x.max() > 24 / 2 + 3  # random positions
+    x = images().float() / 255
+    assert torch.equal(A.ResNetScale(short_side=(1.0, 1.0))(x, torch.Generator().manual_seed(0)), x)
+    with pytest.raises(ValueError, match=r"^augment\.resnet_scale\.short_side: \[0\.5, 2\.0\] is not allowed"):
+        A.ResNetScale(short_side=(0.5, 2.0))
+
+
 def test_color_jitter_equals_torchvision_per_example():
     x = images().float() / 255
     g = torch.Generator().manual_seed(0)
@@ -101,6 +121,14 @@ def test_randaugment_is_torchvision_per_example_on_uint8():
     x = images().float() / 255
     out = aug(x, torch.Generator().manual_seed(0))
     assert torch.equal(out * 255, (out * 255).round())  # uint8 values: torchvision ran on uint8 images
+    # reproduce it: torchvision's v2.RandAugment on each uint8 image, torch seeded with the draw from the generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(0)))
+    reference = v2.RandAugment(2, 9)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        expected = torch.stack([reference(image) for image in images()])
+    assert torch.equal((out * 255).round().to(torch.uint8), expected)
+    assert not torch.equal(out, x)
     state = torch.get_rng_state()
     aug(x, torch.Generator().manual_seed(0))
     assert torch.equal(torch.get_rng_state(), state)  # the global RNG is left as it was

@@ -26,6 +26,9 @@ def test_the_lecture_options_exist():
 @pytest.mark.parametrize("option", OPTIONS)
 def test_every_option_exposes_the_cross_cutting_settings(option):
     node = OmegaConf.load(CONFIG_DIR / "init" / f"{option}.yaml")
+    if option == "fixup":  # zeroes every branch's last layer by definition: no zero_residual switch
+        assert "bias" in node and "zero_residual" not in node
+        return
     assert "bias" in node and "zero_residual" in node and node.zero_residual is False
 
 
@@ -40,23 +43,29 @@ def _model(*overrides):
 @pytest.mark.parametrize("option", OPTIONS)
 def test_every_option_initializes_every_model(option, model_name):
     residual = model_name == "resnet"
-    overrides = [f"init={option}", f"model={model_name}", "init.bias=0.01", f"init.zero_residual={residual}"]
+    overrides = [f"init={option}", f"model={model_name}", "init.bias=0.01"]
+    overrides += [f"init.zero_residual={residual}"] if option != "fixup" else ["model.norm=none"] * residual
     overrides += {"convnet": ["model.widths=[8,16]"], "resnet": ["model.depth=8", "model.width=8"]}.get(model_name, [])
     cfg, model, activation = _model(*overrides)
     torch.manual_seed(0)
     batch = torch.randn(32, *SHAPE)
+    if option == "fixup" and not residual:
+        with pytest.raises(UserError, match=r"^init=fixup: needs a residual model without normalization"):
+            build(cfg.init, "init")(model, activation=activation(), batch=batch)
+        return
     build(cfg.init, "init")(model, activation=activation(), batch=batch)
 
+    zeroed = {id(b.conv2) for b in _blocks(model)} | {id(model.head[-1])} if option == "fixup" else set()
     for layer in init.layers(model):
         assert torch.isfinite(layer.weight).all()
-        assert layer.bias is None or torch.all(layer.bias == 0.01)
-        if option == "zeros":
+        assert layer.bias is None or torch.all(layer.bias == (0 if id(layer) in zeroed else 0.01))
+        if option == "zeros" or id(layer) in zeroed:
             assert torch.all(layer.weight == 0)
         else:
             assert layer.weight.std() > 0
     if residual:
         for block in _blocks(model):
-            assert torch.all(block.norm2.weight == 0)
+            assert torch.all((block.conv2 if option == "fixup" else block.norm2).weight == 0)
     logits = model(batch)
     assert logits.shape == (32, 4) and torch.isfinite(logits).all()
 
@@ -95,7 +104,7 @@ def test_xavier_std_is_one_over_sqrt_fan_in(layer, distribution):
     (nn.ReLU(), math.sqrt(2)),
     (nn.LeakyReLU(0.1), math.sqrt(2 / (1 + 0.1 ** 2))),
     (nn.PReLU(init=0.25), math.sqrt(2 / (1 + 0.25 ** 2))),
-    (nn.Tanh(), 5 / 3),
+    (nn.Tanh(), 5 / 3),  # bounded: no gain reaches a second moment of 1, torch's value
     (nn.SELU(), 1.0),  # LeCun
 ], ids=["relu", "leaky_relu", "prelu", "tanh", "selu"])
 @pytest.mark.parametrize("layer", [BIG, CONV], ids=["linear", "conv"])
@@ -162,7 +171,14 @@ def test_zero_residual_blocks_start_as_identity(option, norm):
     torch.manual_seed(0)
     model = ResNet(SHAPE, 4, nn.ReLU, depth=8, width=4, norm=norm)
     x = torch.randn(8, *SHAPE)
-    getattr(init, option)(model, activation=nn.ReLU(), batch=x, zero_residual=True, bias=0.01)
+    if option == "fixup":  # always zero-residual; needs norm=none
+        if norm == "batch":
+            with pytest.raises(UserError, match="model.norm=none"):
+                init.fixup(model, activation=nn.ReLU(), bias=0.01)
+            return
+        init.fixup(model, activation=nn.ReLU(), bias=0.01)
+    else:
+        getattr(init, option)(model, activation=nn.ReLU(), batch=x, zero_residual=True, bias=0.01)
     h = model.stem(x)
     for block in model.blocks:
         assert torch.all(block.residual(h) == 0)
@@ -228,3 +244,102 @@ def test_bad_parameters_are_one_line_user_errors(override, message):
 def test_unknown_parameter_lists_the_allowed_ones():
     with pytest.raises(UserError, match=r"^init\.stdd: not a parameter of init=normal; allowed: std, bias, zero_res"):
         init.normal(nn.Linear(2, 2), stdd=0.1)
+
+
+# ---------------------------------------------------------------- gains that keep the second moment
+
+ACTIVATIONS = sorted(p.stem for p in (CONFIG_DIR / "activation").glob("*.yaml"))
+BOUNDED = {"tanh", "sigmoid"}  # E[f(g·z)²] < 1 for every g: torch's conventional gains
+
+
+def _activation(name, **params):
+    return build(OmegaConf.merge(OmegaConf.load(CONFIG_DIR / "activation" / f"{name}.yaml"), params), "activation")
+
+
+@pytest.mark.parametrize("name", sorted(set(ACTIVATIONS) - BOUNDED - {"swiglu"}))
+def test_gain_gives_unit_second_moment_by_monte_carlo(name):
+    """E[f(g·z)²] = 1 for z ~ N(0, 1), checked on 2·10⁶ samples (not the quadrature the gain came from)."""
+    act = _activation(name)()
+    g = init.gain(act)
+    z = torch.randn(2_000_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        if name == "prelu":
+            act = nn.PReLU(init=0.25).double()
+        moment = act(g * z).pow(2).mean().item()
+    assert moment == pytest.approx(1.0, abs=0.005)
+
+
+@pytest.mark.parametrize("activation, expected", [
+    (nn.GELU(), 1.468), (nn.SiLU(), 1.5588), (nn.ELU(), 1.278), (nn.ReLU(), math.sqrt(2)), (nn.SELU(), 1.0)])
+def test_gain_of_the_smooth_relus_is_not_he_gain(activation, expected):
+    """Before: GELU, SiLU, ELU fell back to √2, i.e. E[f(√2·z)²] = 0.92, 0.80, 1.20."""
+    assert init.gain(activation) == pytest.approx(expected, abs=1e-3)
+
+
+def test_learnable_swish_gain_is_at_its_initial_beta():
+    from deeprob_cli.components.activation import Swish
+    assert init.gain(Swish(2.0, learnable=True)) == pytest.approx(init.gain(Swish(2.0)))
+    assert init.gain(Swish(2.0, learnable=True)) != pytest.approx(init.gain(Swish(1.0)), abs=1e-2)
+
+
+def _second_moment_after(name, layers=8, width=1024):
+    torch.manual_seed(0)
+    act = _activation(name)
+    mlp = MLP((width, 1, 1), 4, act, depth=layers, width=width)
+    init.kaiming(mlp, activation=act())
+    seen = {}
+    mlp.get_submodule(f"act{layers}").register_forward_hook(lambda m, i, o: seen.update(m2=o.pow(2).mean().item()))
+    with torch.no_grad():
+        mlp(torch.randn(1024, width, 1, 1))
+    return seen["m2"]
+
+
+@pytest.mark.parametrize("name", sorted(set(ACTIVATIONS) - BOUNDED - {"swiglu"}))
+def test_second_moment_stays_one_through_eight_layers(name):
+    """Unit-second-moment inputs through 8 Kaiming-initialized layers keep E[x²] ≈ 1 (with the old √2:
+    SiLU 0.04, GELU 0.39, ELU 3.0)."""
+    assert 0.8 < _second_moment_after(name) < 1.25
+
+
+# ---------------------------------------------------------------- fixup
+
+def test_fixup_scales_the_first_conv_zeroes_the_last_and_the_classifier():
+    torch.manual_seed(0)
+    model = ResNet(SHAPE, 4, nn.ReLU, depth=20, width=16, norm="none")  # L = 9 blocks
+    init.fixup(model, activation=nn.ReLU())
+    blocks = _blocks(model)
+    assert len(blocks) == 9
+    for block in blocks:
+        expected = math.sqrt(2 / init.fan_in(block.conv1)) * 9 ** -0.5  # He std × L^(−1/(2m−2)), m = 2
+        assert block.conv1.weight.std().item() == pytest.approx(expected, rel=0.1)
+        assert torch.all(block.conv2.weight == 0) and torch.all(block.conv2.bias == 0)
+        assert [getattr(block, n).item() for n in ("bias1a", "bias1b", "bias2a", "bias2b", "scale")] == [0, 0, 0, 0, 1]
+    assert torch.all(model.head[-1].weight == 0) and torch.all(model.head[-1].bias == 0)
+    x = torch.randn(4, *SHAPE)
+    assert torch.all(model(x) == 0)  # zero classifier: uniform prediction at init
+
+
+def test_fixup_keeps_a_deep_plain_resnet_finite_where_kaiming_explodes():
+    """Without normalization the output of Kaiming's 56-layer resnet grows with depth; Fixup's stays at the
+    input's scale (every block starts as the identity)."""
+    torch.manual_seed(0)
+    x = torch.randn(8, *SHAPE)
+    scales = {}
+    for name in ("kaiming", "fixup"):
+        model = ResNet(SHAPE, 4, nn.ReLU, depth=56, width=8, norm="none")
+        getattr(init, name)(model, activation=nn.ReLU())
+        with torch.no_grad():
+            scales[name] = model.blocks(model.stem(x)).pow(2).mean().sqrt().item() / model.stem(x).pow(2).mean().sqrt().item()
+    assert scales["fixup"] < 3 and scales["kaiming"] > 100, scales
+
+
+def test_fixup_scalars_get_gradients_and_are_not_decayed():
+    from deeprob_cli.components.regularizer import decayed_weights
+    model = ResNet(SHAPE, 4, nn.ReLU, depth=8, width=4, norm="none")
+    init.fixup(model, activation=nn.ReLU())
+    model.head[-1].weight.data.normal_()  # a nonzero classifier so gradients reach the blocks
+    model(torch.randn(4, *SHAPE)).sum().backward()
+    block = _blocks(model)[0]
+    assert block.scale.grad is not None and block.bias2b.grad.abs().item() > 0
+    decayed = {id(w) for w in decayed_weights(model)}
+    assert id(block.scale) not in decayed and id(block.bias1a) not in decayed

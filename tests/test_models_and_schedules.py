@@ -42,6 +42,25 @@ def test_resnet_depth_is_6n_plus_2():
               activation=nn.ReLU)
 
 
+def test_resnet_without_norm_has_fixups_scalars_acting_where_the_paper_puts_them():
+    """norm=none: each block has bias1a, bias1b, bias2a, bias2b (0) and scale (1): the plain block at first;
+    F = scale·conv2(act(conv1(x + b1a) + b1b) + b2a) + b2b and the shortcut sees x + b1a. norm=batch: none."""
+    from deeprob_cli.models import BasicBlock
+
+    torch.manual_seed(0)
+    block = BasicBlock(4, 8, 2, nn.ReLU, "none")
+    x = torch.randn(2, 4, 6, 6)
+    plain = block.conv2(block.act1(block.conv1(x)))
+    assert torch.equal(block.residual(x), plain * 1 + 0)
+    with torch.no_grad():
+        block.bias1a.fill_(0.1), block.bias1b.fill_(-0.2), block.bias2a.fill_(0.3), block.bias2b.fill_(0.4)
+        block.scale.fill_(1.5)
+        by_hand = 1.5 * block.conv2(block.act1(block.conv1(x + 0.1) - 0.2) + 0.3) + 0.4
+        assert torch.allclose(block.residual(x), by_hand, atol=1e-6)
+        assert torch.allclose(block(x), block.act2(by_hand + block.shortcut(x + 0.1)), atol=1e-6)
+    assert not hasattr(BasicBlock(4, 8, 2, nn.ReLU, "batch"), "scale")
+
+
 def _lrs(make, steps, **kw):
     p = nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=0.1)

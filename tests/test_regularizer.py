@@ -14,9 +14,11 @@ from torch import nn
 from conftest import make_cfg, run_cli
 from deeprob_cli import UserError
 from deeprob_cli.checkpoint import load_checkpoint
+from deeprob_cli.components.activation import PReLU, Swish, materialize
 from deeprob_cli.components.regularizer import (L1, L2, CutMix, Cutout, DropConnect, DropConnectLinear, Dropout,
-                                                ElasticNet, FractionalPool, LabelSmoothing, Mixup, StochasticDepth,
-                                                batch_mixer, loss_function)
+                                                ElasticNet, ExpectedDepth, FractionalPool, LabelSmoothing, Mixup,
+                                                StochasticDepth, VanillaDropout, batch_mixer, decayed_weights,
+                                                loss_function)
 from deeprob_cli.config import CONFIG_DIR, check
 from deeprob_cli.evaluate import restore
 from deeprob_cli.models import MLP, BasicBlock, ConvNet, ResNet
@@ -67,10 +69,29 @@ def test_every_option_trains_with_every_model_it_applies_to(option, model, tmp_p
     assert state["progress"]["step"] == 2  # 64 training images, batches of 32
     result = json.loads((tmp_path / "summary.json").read_text())
     assert math.isfinite(result["train_loss"]) and math.isfinite(result["val_loss"])
+    # the regularizer acted: the same seed without it ends with other weights (smaller ones for a penalty)
+    if option != "none":
+        plain = _unregularized(model, tmp_path.parent / f"{tmp_path.name}-none")
+        assert any(not torch.equal(state["model"][k], plain[k]) for k in plain)
+        size = {"l2": lambda w: w.pow(2).sum(), "l1": lambda w: w.abs().sum()}.get(option)
+        if size is not None:
+            weights = [k for k in plain if k.endswith("weight") and plain[k].dim() > 1]
+            assert sum(size(state["model"][k]) for k in weights) < sum(size(plain[k]) for k in weights)
     # `deeprob eval` rebuilds the model with the regularizer's changes (fractional pooling's test averaging)
     restored, _ = restore(state, cfg, torch.device("cpu"))
     if option in CHANGED_LAYER:
         assert any(isinstance(m, CHANGED_LAYER[option]) for m in restored.modules())
+
+
+_PLAIN = {}
+
+
+def _unregularized(model, out):
+    """Final weights of the same tiny run with regularizer=none (once per model)."""
+    if model not in _PLAIN:
+        train(make_cfg(*TINY, f"model={model}", *MODELS[model], "regularizer=none"), out, choices={})
+        _PLAIN[model] = load_checkpoint(out / "checkpoints" / "last.pt")["model"]
+    return _PLAIN[model]
 
 
 @pytest.mark.parametrize("overrides,model,word", REFUSED)
@@ -122,7 +143,7 @@ def test_elastic_net_is_beta_times_l2_plus_l1():
     assert math.isclose(L1(strength=0.1).penalty(model).item(), 0.1 * 8.0, rel_tol=1e-6)
 
 
-def test_decoupled_decay_shrinks_weights_by_lr_lambda_per_step():
+def test_decoupled_decay_shrinks_weights_by_lr_2lambda_per_step():
     model = _known_model()
     w0, b0 = model[0].weight.detach().clone(), model[0].bias.detach().clone()
     reg, lr = L2(strength=0.01, decoupled=True), 0.5
@@ -133,8 +154,87 @@ def test_decoupled_decay_shrinks_weights_by_lr_lambda_per_step():
         (0 * sum(p.sum() for p in model.parameters())).backward()  # zero loss gradient
         optimizer.step()
         reg.after_step(model, lr)
-    assert torch.allclose(model[0].weight, w0 * (1 - lr * 0.01) ** 3)
+    assert torch.allclose(model[0].weight, w0 * (1 - lr * 2 * 0.01) ** 3)
     assert torch.equal(model[0].bias, b0)
+
+
+def test_coupled_and_decoupled_l2_take_the_same_sgd_steps():
+    """One meaning of λ: under plain SGD the decoupled shrink equals the coupled gradient 2λW, up to the
+    second-order term lr²·2λ·∇ (the shrink follows the gradient step); before the fix decoupled decayed half
+    as much, a difference 40× larger here."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3), torch.randn(64, 2)
+    weights = []
+    for decoupled in (False, True):
+        model, reg = _known_model(), L2(strength=0.05, decoupled=decoupled)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(5):
+            optimizer.zero_grad()
+            (F.mse_loss(model(x), y) + reg.penalty(model)).backward()
+            optimizer.step()
+            reg.after_step(model, 0.1)
+        weights.append(model[0].weight.detach())
+    assert (weights[0] - weights[1]).abs().max() < 1e-3
+    assert (weights[0] - _known_model()[0].weight).abs().max() > 0.05  # the steps did move W
+
+
+def _activation_model(activation):
+    torch.manual_seed(0)
+    model = MLP((1, 4, 4), 3, activation, depth=2, width=8)
+    materialize(model, torch.randn(4, 1, 4, 4))
+    return model
+
+
+@pytest.mark.parametrize("activation, param", [(partial(PReLU), "weight"), (partial(Swish, learnable=True), "beta")],
+                         ids=["prelu", "swish"])
+@pytest.mark.parametrize("reg", [L2(strength=0.1), L1(strength=0.1), ElasticNet(strength=0.1),
+                                 L2(strength=0.1, decoupled=True), L1(strength=0.1, proximal=True)],
+                         ids=["l2", "l1", "elastic_net", "l2_decoupled", "l1_proximal"])
+def test_weight_penalties_leave_activation_parameters_alone(activation, param, reg):
+    """He et al. 2015 §2.1: no decay on PReLU's α (it would pull α to 0, i.e. ReLU); same for Swish's β."""
+    model = _activation_model(activation)
+    act = model.act1
+    before = getattr(act, param).detach().clone()
+    assert all(w is not getattr(act, param) for w in decayed_weights(model))
+    assert len(list(decayed_weights(model))) == 3  # fc1, fc2, head
+    penalty = reg.penalty(model)
+    if torch.is_tensor(penalty):
+        penalty.backward()
+        assert getattr(act, param).grad is None
+    reg.after_step(model, 0.5) if hasattr(reg, "after_step") else None
+    assert torch.equal(getattr(act, param), before)
+
+
+def test_proximal_l1_soft_thresholds_after_the_step():
+    model = _known_model()
+    L1(strength=0.4, proximal=True).after_step(model, lr=2.5)  # threshold lr·λ = 1
+    assert torch.equal(model[0].weight, torch.tensor([[0.0, -1.0, 0.0], [0.0, 2.0, -0.5]]))
+    assert L1(strength=0.4, proximal=True).penalty(model) == 0.0
+
+
+def test_proximal_l1_gives_exact_zeros_on_a_toy_lasso():
+    """y = X w* with 5 relevant of 50 inputs: the subgradient form leaves (almost) every irrelevant weight
+    oscillating near 0, the proximal step sets them exactly to 0 and keeps the relevant ones."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 50, generator=g)
+    truth = torch.zeros(50)
+    truth[:5] = torch.tensor([2.0, -1.5, 1.0, 3.0, -2.5])
+    y = x @ truth + 0.1 * torch.randn(256, generator=g)
+    zeros = {}
+    for proximal in (False, True):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(50, 1, bias=False))
+        reg = L1(strength=0.05, proximal=proximal)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        for _ in range(500):
+            optimizer.zero_grad()
+            (F.mse_loss(model(x).squeeze(1), y) / 2 + reg.penalty(model)).backward()
+            optimizer.step()
+            reg.after_step(model, 0.05)
+        w = model[0].weight.detach().squeeze(0)
+        zeros[proximal] = (w[5:] == 0).sum().item()
+        assert (w[:5] - truth[:5]).abs().max() < 0.15  # the relevant weights are found either way
+    assert zeros[False] <= 5 and zeros[True] == 45, zeros
 
 
 # ---------------------------------------------------------------- dropout and dropconnect
@@ -159,6 +259,46 @@ def test_dropout_drops_p_of_the_units_and_keeps_the_mean():
     kept = live & (outputs != 0)
     assert torch.allclose(outputs[kept], inputs[kept] / 0.7)  # inverted scaling
     assert (mean - expected).norm() / expected.norm() < 0.02  # mean over masks = the test-time output
+
+
+@pytest.mark.parametrize("channels", [False, True])
+def test_vanilla_and_inverted_dropout_have_the_same_expected_output(channels):
+    """Vanilla dropout (kept units unscaled in training, × keep probability at test) and inverted dropout
+    (kept units × 1/keep in training, unchanged at test): each test output is the mean of its training
+    outputs over masks, and the two differ exactly by the factor 1−p."""
+    torch.manual_seed(0)
+    p = 0.3
+    x = torch.rand(4, 6, 3, 3) + 0.5
+    vanilla, inverted = VanillaDropout(p, channels), (nn.Dropout2d(p) if channels else nn.Dropout(p))
+    vanilla.eval(), inverted.eval()
+    assert torch.equal(vanilla(x), x * (1 - p)) and torch.equal(inverted(x), x)
+    vanilla.train(), inverted.train()
+    with torch.no_grad():
+        drawn = torch.stack([vanilla(x) for _ in range(4000)])
+        mean_inverted = torch.stack([inverted(x) for _ in range(4000)]).mean(0)
+    kept = drawn != 0
+    assert torch.equal(drawn[kept], x.expand_as(drawn)[kept])  # kept units unscaled
+    assert abs(1 - kept.float().mean().item() - p) < 0.01
+    if channels:  # whole feature maps
+        assert torch.equal(kept.all((-1, -2)), kept.any((-1, -2)))
+    assert torch.allclose(drawn.mean(0), x * (1 - p), rtol=0.05)
+    assert torch.allclose(mean_inverted, x, rtol=0.05)
+
+
+def test_dropout_scale_test_puts_vanilla_dropout_and_scales_at_test():
+    torch.manual_seed(0)
+    model = MLP((1, 4, 4), 3, tanh, depth=2, width=16)
+    twin = copy.deepcopy(model)
+    Dropout(p=0.4, scale="test").apply(model, nn.Tanh())
+    Dropout(p=0.4).apply(twin, nn.Tanh())
+    assert isinstance(model.dropout1, VanillaDropout) and isinstance(model.dropout2, VanillaDropout)
+    x = torch.randn(8, 1, 4, 4)
+    with torch.no_grad():  # at test the vanilla net is the inverted net with the next layer's weights × (1−p)
+        for name in ("fc2", "head"):
+            twin.get_submodule(name).weight.mul_(0.6)
+        assert torch.allclose(model.eval()(x), twin.eval()(x), atol=1e-6)
+    with pytest.raises(ValueError, match="scale: test has no alpha-dropout form"):
+        Dropout(p=0.1, scale="test").apply(MLP((1, 4, 4), 3, partial(nn.SELU), depth=1, width=4), nn.SELU())
 
 
 def test_dropout_places_conv_dropout_and_alpha_dropout_for_selu(caplog):
@@ -198,6 +338,24 @@ def test_dropconnect_masks_weights_in_training_only_and_keeps_the_expected_preac
         layer.eval()
         expected = layer(x)
     assert (mean - expected).norm() / expected.norm() < 0.02
+
+
+def test_dropconnect_per_example_draws_a_mask_per_row():
+    torch.manual_seed(0)
+    x = torch.randn(1, 32).expand(3000, 32)
+    outputs = {}
+    for per_example in (False, True):
+        layer = DropConnectLinear(32, 8, p=0.4, per_example=per_example).train()
+        with torch.no_grad():
+            outputs[per_example] = layer(x)
+            expected = layer.eval()(x[:1])
+        if per_example:
+            assert torch.allclose(outputs[True].mean(0, keepdim=True), expected, atol=0.05)
+    assert torch.equal(outputs[False], outputs[False][:1].expand_as(outputs[False]))  # one mask per batch
+    assert len(torch.unique(outputs[True], dim=0)) > 2900  # a mask per example
+    model = MLP((1, 4, 4), 3, tanh, depth=1, width=8)
+    DropConnect(p=0.2, per_example=True).apply(model, nn.Tanh())
+    assert model.fc1.per_example and model.fc1.p == 0.2
 
 
 # ---------------------------------------------------------------- fractional pooling, stochastic depth
@@ -254,6 +412,32 @@ def test_stochastic_depth_survival_decays_linearly_and_eval_is_the_whole_network
         rows = torch.cat([k for k in kept[b] if isinstance(k, torch.Tensor)]).float()
         assert abs(rows.mean().item() - keep) < 0.04  # 1600 draws: 3 standard errors
         assert all(k for k in kept[b] if not isinstance(k, torch.Tensor))  # kept branches scaled by 1/survival
+
+
+@pytest.mark.parametrize("mode", ["row", "batch"])
+def test_stochastic_depth_scale_test_is_the_papers_rule_with_the_same_expectation(mode):
+    """scale=test: a kept branch passes unscaled in training; at test the branch is × its survival (the expected
+    depth); scale=train (torchvision) scales in training instead. Both average to the same branch."""
+    torch.manual_seed(0)
+    model = ResNet((3, 8, 8), 4, partial(nn.ReLU), depth=8, width=4)
+    StochasticDepth(final_survival=0.6, mode=mode, scale="test").apply(model, nn.ReLU())
+    layer = model.blocks[-1].stochastic_depth  # the last block survives with final_survival
+    assert isinstance(layer, ExpectedDepth) and layer.survival == pytest.approx(0.6) and layer.mode == mode
+    inverted = torchvision.ops.StochasticDepth(0.4, mode)
+    branch = torch.rand(8, 4, 2, 2) + 0.5
+    layer.eval(), inverted.eval()
+    assert torch.equal(layer(branch), branch * 0.6) and torch.equal(inverted(branch), branch)
+    layer.train(), inverted.train()
+    with torch.no_grad():
+        drawn = torch.stack([layer(branch) for _ in range(3000)])
+        mean_inverted = torch.stack([inverted(branch) for _ in range(3000)]).mean(0)
+    kept = drawn.flatten(2).ne(0).any(2)  # (draws, rows)
+    assert torch.equal(drawn[kept], branch.expand_as(drawn)[kept])  # unscaled
+    if mode == "batch":
+        assert torch.equal(kept.all(1), kept.any(1))  # the whole batch together
+    assert abs(kept.float().mean().item() - 0.6) < 0.02
+    assert torch.allclose(drawn.mean(0), branch * 0.6, rtol=0.06)
+    assert torch.allclose(mean_inverted * 0.6, drawn.mean(0), rtol=0.08)
 
 
 # ---------------------------------------------------------------- batch mixing and soft targets

@@ -8,8 +8,9 @@ Every option is a factory (`_partial_: true`) that the models call once per laye
 sigmoid-approximate GELU, the learnable-per-channel PReLU, swish with β, the gated SwiGLU unit, and thin
 subclasses where torch's keyword differs from the lecture's (LeakyReLU's α).
 
-The models honour `in_factor` (a gated unit takes twice the width it returns); init.gain() reads `init_gain`
-where a class of ours needs a gain other than the ReLU-like √2.
+The models honour `in_factor` (a gated unit takes twice the width it returns); init.gain() solves the gain of any
+activation numerically and reads `init_gain` where a class of ours states a closed form (PReLU, whose α is sized
+lazily) or one a single-input quadrature cannot give (SwiGLU's two factors).
 """
 import math
 

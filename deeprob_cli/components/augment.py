@@ -89,6 +89,34 @@ class Scale:
         return resized_crop(x, self.boxes(n, h, w, generator, x.device))
 
 
+class ResNetScale:
+    """ResNet's scale augmentation (He et al. 2016, section 3.4, after Simonyan & Zisserman 2015): resize the
+    image so its short side is L, L drawn per example uniformly from short_side × the crop side, then crop the
+    input's own size at a random position. ImageNet's L ∈ [256, 480] for 224 crops is [1.143, 2.143] × the crop.
+    Unlike `scale` (random area and aspect ratio) the aspect ratio is kept and the crop is never smaller than
+    the output. Batched: the crop of the resized image is a box of the original, resampled with roi_align."""
+
+    def __init__(self, short_side=(256 / 224, 480 / 224)):
+        short_side = tuple(short_side)
+        if len(short_side) != 2 or not all(isinstance(v, (int, float)) for v in short_side) \
+                or not 1 <= short_side[0] <= short_side[1]:
+            raise ValueError(f"augment.resnet_scale.short_side: {list(short_side)} is not allowed; expected "
+                             f"[low, high] with 1 ≤ low ≤ high (short side / crop side)")
+        self.short_side = short_side
+
+    def boxes(self, n, h, w, generator, device):
+        """(n, 4) boxes x1, y1, x2, y2 in the original image: the h×w crop of the image resized by L/min(h, w)."""
+        factor = _uniform(n, *self.short_side, generator, device)  # L / min(h, w): the resize factor
+        bh, bw = h / factor, w / factor  # an h×w crop of the resized image is h/factor × w/factor of the original
+        x1 = _uniform(n, 0, 1, generator, device) * (w - bw)
+        y1 = _uniform(n, 0, 1, generator, device) * (h - bh)
+        return torch.stack([x1, y1, x1 + bw, y1 + bh], 1)
+
+    def __call__(self, x, generator=None):
+        n, _, h, w = x.shape
+        return resized_crop(x, self.boxes(n, h, w, generator, x.device))
+
+
 def resized_crop(x, boxes):
     """Crop box i (x1, y1, x2, y2 in pixels) of image i and resize it to the image's size, bilinearly."""
     n, _, h, w = x.shape
@@ -100,7 +128,8 @@ def resized_crop(x, boxes):
 class ColorJitter:
     """Brightness, contrast, saturation and hue, each factor drawn per example (torchvision's ColorJitter
     ranges: brightness/contrast/saturation factor ~ U(1−a, 1+a), hue shift ~ U(−h, h) of a full turn),
-    applied in that order with torchvision's formulas, batched."""
+    applied in that fixed order with torchvision's formulas, batched. Deviation: torchvision draws a random
+    order of the four per call; a per-example order would need 24 batched branches."""
 
     def __init__(self, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1):
         for key, value, top in (("brightness", brightness, None), ("contrast", contrast, None),

@@ -1,10 +1,12 @@
 """Weight initialization (conf/init/). Try: deeprob train dataset=synthetic init=xavier, or deeprob init-stats init=lsuv
 
 Every option is a function `scheme(model, *, activation, batch, **params)` that re-initializes the weights of
-every Linear and Conv layer in place. `activation` is one instance of the chosen activation (Kaiming's gain
+every Linear and Conv layer in place (fixup also sets the residual blocks' scalar biases and multipliers). `activation` is one instance of the chosen activation (Kaiming's gain
 follows it); `batch` is one preprocessed training batch (for data-dependent schemes). Two settings cut across
 every option: `bias` (a constant for every Linear/Conv bias; null keeps the layer's own) and `zero_residual`
-(zero the last layer of each residual branch, so every residual block starts as F(x) = 0).
+(zero the last layer of each residual branch, so every residual block starts as F(x) = 0). With batch norm
+that zeroes the branch's last BN scale γ (Goyal et al. 2017); at init this is the same function as zeroing conv2
+(F = γ·BN(conv2(...)) + β with β = 0), but later γ and conv2 learn differently.
 """
 import functools
 import inspect
@@ -36,19 +38,52 @@ def fan_out(layer: nn.Module) -> int:
 
 
 def gain(activation: nn.Module) -> float:
-    """The gain that keeps Var(output) = Var(input) through the activation (torch.nn.init.calculate_gain)."""
-    own = getattr(activation, "init_gain", None)  # deeprob's own activations state theirs
+    """The gain g that keeps the second moment through a layer: E[f(g·z)²] = 1 for z ~ N(0, 1).
+
+    He et al.'s derivation (2015, eq. 10): with Var(W) = g²/fan_in and inputs of second moment 1, a layer's
+    pre-activation is ≈ N(0, g²), so its output's second moment is E[f(g·z)²]; g solves that = 1 numerically
+    (`second_moment_gain`) for every activation, learnable ones at their initial values: ReLU's √2 and leaky
+    ReLU's √(2/(1+α²)) exactly, SELU's LeCun gain 1, and the smooth ReLUs (GELU, SiLU, ELU) their own (the YAML
+    of init=kaiming lists them). Bounded activations (tanh, sigmoid) never reach a second moment of 1 and keep
+    torch's calculate_gain; an activation class of ours may state its own `init_gain` (PReLU's closed form,
+    SwiGLU's two-factor one).
+    """
+    own = getattr(activation, "init_gain", None)
     if own is not None:
         return float(own)
-    if isinstance(activation, (nn.LeakyReLU, nn.PReLU)):  # √(2/(1+α²))
-        slope = activation.negative_slope if isinstance(activation, nn.LeakyReLU) else activation.weight.detach().mean().item()
-        return nn.init.calculate_gain("leaky_relu", slope)
-    if isinstance(activation, nn.SELU):
-        return 1.0  # self-normalizing nets use LeCun's init: Var(W) = 1/fan_in (Klambauer et al. 2017)
-    for kind, name in ((nn.ReLU, "relu"), (nn.Tanh, "tanh"), (nn.Sigmoid, "sigmoid"), (nn.Identity, "linear")):
+    if isinstance(activation, nn.PReLU):  # torch's own PReLU: the closed form at its initial α
+        return nn.init.calculate_gain("leaky_relu", activation.weight.detach().mean().item())
+    g = second_moment_gain(activation)
+    if g is not None:
+        return g
+    for kind, name in ((nn.Tanh, "tanh"), (nn.Sigmoid, "sigmoid")):
         if isinstance(activation, kind):
             return nn.init.calculate_gain(name)
-    return math.sqrt(2.0)  # ReLU-like (GELU, SiLU, ELU): the He gain is the usual choice
+    return math.sqrt(2.0)  # an activation we cannot evaluate on a tensor: the He gain
+
+
+_NORMAL = torch.linspace(-12.0, 12.0, 9601, dtype=torch.float64)
+_WEIGHTS = torch.exp(-_NORMAL ** 2 / 2) / math.sqrt(2 * math.pi) * (_NORMAL[1] - _NORMAL[0])  # N(0, 1) quadrature
+
+
+@torch.no_grad()
+def second_moment(activation, g: float) -> float:
+    """E[f(g·z)²] for z ~ N(0, 1), by quadrature on a fine grid (float64)."""
+    return float((activation(g * _NORMAL).double() ** 2 * _WEIGHTS).sum())
+
+
+def second_moment_gain(activation) -> float | None:
+    """g with E[f(g·z)²] = 1 (bisection; the second moment grows with g), or None where no g reaches 1."""
+    try:
+        if second_moment(activation, 1e3) < 1:  # bounded (tanh, sigmoid): no gain reaches a second moment of 1
+            return None
+    except (RuntimeError, TypeError, ValueError):  # e.g. a lazily sized module that cannot run on a 1-D tensor
+        return None
+    low, high = 1e-3, 1e3
+    for _ in range(80):
+        mid = math.sqrt(low * high)  # geometric bisection: g spans decades
+        low, high = (mid, high) if second_moment(activation, mid) < 1 else (low, mid)
+    return math.sqrt(low * high)
 
 
 # ---------------------------------------------------------------- parameter checks and the cross-cutting settings
@@ -241,3 +276,33 @@ def _output_var(model, layer, batch):
     finally:
         handle.remove()
     return seen[0] if seen else None
+
+
+@scheme
+@torch.no_grad()
+def fixup(model, *, activation=None, batch=None, mode="fan_in", bias=0.0):
+    """Fixup (Zhang et al. 2019, section 3) for a residual network without normalization: Kaiming everywhere,
+    then each branch's first conv scaled by L^(−1/(2m−2)) (L blocks, m = 2 layers per branch), each branch's last
+    conv and the classifier zero, the scalar biases 0 and multipliers 1."""
+    _one_of("mode", mode, ("fan_in", "fan_out"))
+    blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
+    if not blocks or not all(b.fixup for b in blocks):
+        raise UserError(f"init=fixup: needs a residual model without normalization (model=resnet "
+                        f"model.norm=none), not {type(model).__name__}"
+                        + (" with batch norm" if blocks else "") + "; use init=kaiming otherwise")
+    g = gain(activation) if activation is not None else math.sqrt(2.0)
+    for layer in layers(model):
+        _scaled(functools.partial(nn.init.kaiming_normal_, mode=mode, nonlinearity="linear"), layer, g)
+    _set_bias(model, bias)
+    m = 2  # layers per residual branch (basic blocks)
+    for block in blocks:
+        block.conv1.weight.mul_(len(blocks) ** (-1 / (2 * m - 2)))
+        nn.init.zeros_(block.conv2.weight)
+        for name in ("bias1a", "bias1b", "bias2a", "bias2b"):
+            nn.init.zeros_(getattr(block, name))
+        nn.init.ones_(block.scale)
+        if block.conv2.bias is not None:
+            nn.init.zeros_(block.conv2.bias)  # the branch starts as F(x) = 0 exactly
+    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)

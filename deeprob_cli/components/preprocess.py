@@ -207,13 +207,20 @@ class PCA(Preprocess):
         return (self.projection.shape[1], 1, 1)
 
 
+def whitening_scales(values: torch.Tensor, eps: float) -> torch.Tensor:
+    """1/√(λᵢ + ε·mean(λ)): ε is relative to the mean eigenvalue (the mean variance per input value), so the
+    same eps means the same thing whatever the pixel scale; the output's variance along uᵢ is λᵢ/(λᵢ + ε·λ̄)."""
+    return (values + eps * values.mean()).rsqrt()
+
+
 class Whiten(Preprocess):
-    """ZCA whitening of whole images: x' = U diag(1/√(λ+ε)) Uᵀ (x − μ), so Cov(x') = U diag(λ/(λ+ε)) Uᵀ ≈ I
+    """ZCA whitening of whole images: x' = U diag(1/√(λ+ε·λ̄)) Uᵀ (x − μ), λ̄ the mean eigenvalue, so
+    Cov(x') = U diag(λ/(λ+ε·λ̄)) Uᵀ: the identity in every direction with λ ≫ ε·λ̄, damped below that
     (the lecture's "whitened data"; ZCA keeps the pixel layout, Bell & Sejnowski 1997)."""
 
-    def __init__(self, eps: float = 1e-2):
+    def __init__(self, eps: float = 1e-5):
         super().__init__()
-        if not eps > 0:
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise ValueError(f"preprocess.eps: {eps!r} is not allowed; expected a number > 0")
         self.eps = eps
         self.register_buffer("mean", torch.zeros(0))
@@ -223,7 +230,7 @@ class Whiten(Preprocess):
         stats = _image_eigen(images)
         u = stats["vectors"]
         self.mean = stats["mean"].float()
-        self.matrix = (u * (stats["values"] + self.eps).rsqrt()) @ u.T  # symmetric, float64 until here
+        self.matrix = (u * whitening_scales(stats["values"], self.eps)) @ u.T  # symmetric, float64 until here
         self.matrix = self.matrix.float()
         return self
 
@@ -233,14 +240,15 @@ class Whiten(Preprocess):
 
 class PatchWhiten(Preprocess):
     """Whitening of k×k patches as a fixed first convolution (as fast CIFAR trainers do, e.g. Keller Jordan's
-    airbench): one filter per principal component of the training patches, wᵢ = uᵢ/√(λᵢ+ε), bias −wᵢᵀμ;
-    the output has C·k² channels with Cov ≈ I, at the input's height and width (padding 'same')."""
+    airbench): one filter per principal component of the training patches, wᵢ = uᵢ/√(λᵢ+ε·λ̄), bias −wᵢᵀμ;
+    the output has C·k² channels with Cov ≈ I, at the input's height and width (border pixels replicated:
+    zero padding would put black, far from the mean, into every border patch and break the whitening there)."""
 
-    def __init__(self, kernel_size: int = 3, eps: float = 1e-3):
+    def __init__(self, kernel_size: int = 3, eps: float = 1e-5):
         super().__init__()
         if not isinstance(kernel_size, int) or kernel_size < 1:
             raise ValueError(f"preprocess.kernel_size: {kernel_size!r} is not allowed; expected an integer ≥ 1")
-        if not eps > 0:
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise ValueError(f"preprocess.eps: {eps!r} is not allowed; expected a number > 0")
         self.kernel_size, self.eps = kernel_size, eps
         self.register_buffer("weight", torch.zeros(0, 0, 0, 0))
@@ -255,7 +263,7 @@ class PatchWhiten(Preprocess):
             return {"mean": mean, "values": values, "vectors": vectors}
 
         stats = cached(images, f"patch_eigen{k}", compute)
-        filters = stats["vectors"].T * (stats["values"] + self.eps).rsqrt().unsqueeze(1)  # row i = wᵢ
+        filters = stats["vectors"].T * whitening_scales(stats["values"], self.eps).unsqueeze(1)  # row i = wᵢ
         self.weight = filters.float().view(-1, images.shape[1], k, k)
         self.bias = (-(filters @ stats["mean"])).float()
         return self
@@ -263,7 +271,7 @@ class PatchWhiten(Preprocess):
     def forward(self, x):
         k = self.weight.shape[-1]
         before, after = (k - 1) // 2, k // 2  # 'same' size; explicit so even k pads without a copy warning
-        return F.conv2d(F.pad(x, (before, after, before, after)), self.weight, self.bias)
+        return F.conv2d(F.pad(x, (before, after, before, after), mode="replicate"), self.weight, self.bias)
 
     def output_shape(self, in_shape):
         return (self.weight.shape[0], *tuple(in_shape)[1:])

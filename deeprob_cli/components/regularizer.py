@@ -2,21 +2,24 @@
 
 | option           | what it does in training                                  | at test                             |
 |------------------|-----------------------------------------------------------|-------------------------------------|
-| l2               | λ·ΣW² added to the loss, or decoupled W ← W − lr·λ·W      | —                                   |
-| l1               | λ·Σ|W| added to the loss                                  | —                                   |
+| l2               | λ·ΣW² added to the loss, or decoupled W ← W − lr·2λ·W     | —                                   |
+| l1               | λ·Σ|W| added to the loss, or soft-thresholded (proximal)  | —                                   |
 | elastic_net      | λ·Σ(β·W² + |W|) added to the loss                         | —                                   |
 | dropout          | units zeroed with probability p, kept ones scaled 1/(1−p) | nothing dropped, no rescaling       |
+|                  | (scale=test: kept ones unscaled)                          | (scale=test: outputs × (1−p))       |
 | dropconnect      | weights of hidden FC layers zeroed, kept ones scaled      | all connections                     |
 | fractional_pool  | max-pools become random fractional max-pools              | mean prediction of several poolings |
-| stochastic_depth | residual branches skipped, survival decaying with depth   | whole network                       |
+| stochastic_depth | residual branches skipped, survival decaying with depth   | whole network (scale=test: each     |
+|                  |                                                           | branch × its survival probability)  |
 | cutout           | a random square set to zero / the mean / random values    | whole image                         |
 | mixup            | pairs of images and labels blended, λ ~ Beta(a, a)        | original images                     |
 | cutmix           | a box of one image pasted into another, labels by area    | original images                     |
 | label_smoothing  | targets 1−(K−1)/K·ε on the true class, ε/K elsewhere      | —                                   |
 | model.norm=batch | batch normalization with the batch's statistics           | running statistics                  |
 
-Weight penalties exempt biases and normalization parameters. Mixup and cutmix selected together take turns,
-one per batch. Label smoothing applies to mixed targets too: the loss sees (1−ε)·mixed + ε/K.
+Weight penalties apply to Linear and Conv weights only (biases, normalization and activation parameters are
+exempt). Mixup and cutmix selected together take turns, one per batch. Label smoothing applies to mixed targets
+too: the loss sees (1−ε)·mixed + ε/K.
 Training accuracy under mixed labels (train/acc) counts a prediction as correct when it is the dominant label of
 its target (the class of largest weight); unmixed batches use the plain labels.
 
@@ -112,14 +115,19 @@ def loss_function(regularizers):
 
 # ---------------------------------------------------------------- weight penalties
 
+DECAYED_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
 def decayed_weights(model: nn.Module):
-    """The weights that weight decay applies to: every parameter except biases and normalization parameters."""
+    """The weights that weight decay applies to: the weight matrices of Linear and Conv layers only.
+
+    Exempt: biases, normalization parameters, activation parameters (PReLU's α, Swish's β: He et al. 2015 §2.1
+    apply no decay to α, which would pull it to 0 and turn PReLU into ReLU) and Fixup's scalar biases and
+    multipliers.
+    """
     for module in model.modules():
-        if isinstance(module, NORM_TYPES):
-            continue
-        for name, param in module.named_parameters(recurse=False):
-            if name != "bias" and param.requires_grad:
-                yield param
+        if isinstance(module, DECAYED_TYPES) and module.weight.requires_grad:
+            yield module.weight
 
 
 def _check_range(key: str, value, low: float, high: float, allowed: str):
@@ -128,7 +136,10 @@ def _check_range(key: str, value, low: float, high: float, allowed: str):
 
 
 class L2:
-    """λ·ΣW² (coupled, gradient 2λW) or, decoupled, W ← W − lr·λ·W after each step (Loshchilov & Hutter)."""
+    """The lecture's λ·ΣW², in one of two equivalent places: in the loss (gradient 2λW), or decoupled from the
+    gradient (Loshchilov & Hutter 2019) as W ← W − lr·2λ·W after each step. λ means the same in both: under
+    plain SGD a decoupled step shrinks W as the coupled gradient would (to first order in lr); under momentum
+    or Adam they differ (the decoupled shrink bypasses the optimizer's moments), which is the point of it."""
 
     def __init__(self, strength: float = 2.5e-4, decoupled: bool = False):
         _check_range("regularizer.l2.strength", strength, 0, float("inf"), "a number ≥ 0")
@@ -143,18 +154,30 @@ class L2:
     def after_step(self, model, lr: float):
         if self.decoupled:
             for w in decayed_weights(model):
-                w.mul_(1 - lr * self.strength)
+                w.mul_(1 - lr * 2 * self.strength)
 
 
 class L1:
-    """λ·Σ|W| (gradient λ·sign(W)): pushes weights to exactly zero."""
+    """λ·Σ|W|, as a subgradient λ·sign(W) in the loss, or (proximal=true) a soft-threshold after each step,
+    W ← sign(W)·max(|W| − lr·λ, 0): the proximal gradient step of ISTA (Beck & Teboulle 2009), which sets
+    weights exactly to zero where plain subgradient steps only oscillate around it."""
 
-    def __init__(self, strength: float = 1e-5):
+    def __init__(self, strength: float = 1e-5, proximal: bool = False):
         _check_range("regularizer.l1.strength", strength, 0, float("inf"), "a number ≥ 0")
-        self.strength = strength
+        if not isinstance(proximal, bool):
+            raise ValueError(f"regularizer.l1.proximal: {proximal!r} is not allowed; expected true or false")
+        self.strength, self.proximal = strength, proximal
 
     def penalty(self, model):
+        if self.proximal:
+            return 0.0
         return self.strength * sum(w.abs().sum() for w in decayed_weights(model))
+
+    @torch.no_grad()
+    def after_step(self, model, lr: float):
+        if self.proximal:
+            for w in decayed_weights(model):
+                w.copy_(F.softshrink(w, lr * self.strength))
 
 
 class ElasticNet:
@@ -171,8 +194,29 @@ class ElasticNet:
 
 # ---------------------------------------------------------------- changes to the model
 
+class VanillaDropout(nn.Dropout):
+    """Dropout as first published (Hinton et al. 2012, Srivastava et al. 2014): in training kept units pass
+    unscaled, at test every unit is multiplied by the keep probability 1−p. The same expected output as
+    inverted dropout (torch's nn.Dropout, which scales by 1/(1−p) in training instead); `channels` drops whole
+    feature maps (nn.Dropout2d's mask)."""
+
+    def __init__(self, p: float = 0.5, channels: bool = False):
+        super().__init__(p)
+        self.channels = channels
+
+    def forward(self, x):
+        if not self.training:
+            return x * (1 - self.p)
+        shape = (*x.shape[:2], *([1] * (x.dim() - 2))) if self.channels else x.shape  # whole maps, or units
+        return x * torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1 - self.p)
+
+    def extra_repr(self):
+        return f"p={self.p}, channels={self.channels}"
+
+
 class Dropout:
-    """Inverted dropout in the model's DropoutSlots: nn.Dropout before FC layers, nn.Dropout2d on conv maps."""
+    """Dropout in the model's DropoutSlots: before FC layers (units) and on conv maps (whole channels).
+    scale=train is inverted dropout (nn.Dropout, nn.Dropout2d); scale=test the original rule (VanillaDropout)."""
 
     @staticmethod
     def needs(node):
@@ -182,42 +226,57 @@ class Dropout:
                     "set regularizer.dropout.conv_p=0 or use model=convnet/resnet")
         return None
 
-    def __init__(self, p: float = 0.5, conv_p: float = 0.0):
+    def __init__(self, p: float = 0.5, conv_p: float = 0.0, scale: str = "train"):
         _check_range("regularizer.dropout.p", p, 0, 1, "a drop probability in [0, 1)")
         _check_range("regularizer.dropout.conv_p", conv_p, 0, 1, "a drop probability in [0, 1)")
-        self.p, self.conv_p = p, conv_p
+        if scale not in ("train", "test"):
+            raise ValueError(f"regularizer.dropout.scale: {scale!r} is not one of train, test")
+        self.p, self.conv_p, self.scale = p, conv_p, scale
 
     def apply(self, model, activation):
         selu = isinstance(activation, nn.SELU)
+        if selu and self.scale == "test":
+            raise ValueError("regularizer.dropout.scale: test has no alpha-dropout form (activation=selu); "
+                             "use regularizer.dropout.scale=train")
         if selu:  # Klambauer et al. 2017: alpha dropout keeps SELU's zero mean and unit variance
             log.info("regularizer=dropout: activation is SELU, so alpha dropout replaces dropout")
         slots = [(name, m) for name, m in model.named_modules() if isinstance(m, DropoutSlot)]
         if not any(m.dims == 1 for _, m in slots):
             raise ValueError(f"regularizer=dropout: model {type(model).__name__} has no fully connected layer "
                              f"after a hidden layer to drop units before")
+        vanilla = self.scale == "test"
         for name, slot in slots:
             if slot.dims == 1 and self.p > 0:
-                _replace(model, name, nn.AlphaDropout(self.p) if selu else nn.Dropout(self.p))
+                layer = VanillaDropout(self.p) if vanilla else nn.AlphaDropout(self.p) if selu else nn.Dropout(self.p)
+                _replace(model, name, layer)
             elif slot.dims == 2 and self.conv_p > 0:
-                _replace(model, name, nn.FeatureAlphaDropout(self.conv_p) if selu else nn.Dropout2d(self.conv_p))
+                layer = (VanillaDropout(self.conv_p, channels=True) if vanilla else
+                         nn.FeatureAlphaDropout(self.conv_p) if selu else nn.Dropout2d(self.conv_p))
+                _replace(model, name, layer)
 
 
 class DropConnectLinear(nn.Linear):
     """nn.Linear whose weights, in training, are zeroed with probability p and the kept ones scaled by 1/(1−p).
 
-    DropConnect (Wan et al. 2013) with inverted scaling, so E[Wx] is unchanged and the test uses all weights;
-    one mask per batch (a mask per example would cost a weight matrix per image); the bias is kept.
+    DropConnect (Wan et al. 2013) with inverted scaling, so E[Wx] is unchanged and the test uses all weights
+    (the paper's test-time Gaussian moment matching is not done); the bias is kept. One mask per batch by
+    default; per_example=True draws one per example as the paper does (a weight matrix per image: memory
+    batch × out × in).
     """
 
-    def __init__(self, in_features, out_features, bias=True, p=0.5, device=None, dtype=None):
+    def __init__(self, in_features, out_features, bias=True, p=0.5, per_example=False, device=None, dtype=None):
         super().__init__(in_features, out_features, bias, device, dtype)
-        self.p = p
+        self.p, self.per_example = p, per_example
 
     def forward(self, x):
-        return F.linear(x, F.dropout(self.weight, self.p, self.training), self.bias)
+        if not (self.training and self.per_example) or x.dim() != 2:
+            return F.linear(x, F.dropout(self.weight, self.p, self.training), self.bias)
+        masks = F.dropout(self.weight.new_ones(len(x), *self.weight.shape), self.p, True)  # (N, out, in)
+        out = torch.bmm(masks * self.weight, x.unsqueeze(2)).squeeze(2)
+        return out if self.bias is None else out + self.bias
 
     def extra_repr(self):
-        return f"{super().extra_repr()}, p={self.p}"
+        return f"{super().extra_repr()}, p={self.p}, per_example={self.per_example}"
 
 
 class DropConnect:
@@ -227,9 +286,12 @@ class DropConnect:
     def needs(node):
         return "fc_hidden", "needs fully connected hidden layers", "use model=mlp (depth ≥ 1)"
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: float = 0.5, per_example: bool = False):
         _check_range("regularizer.dropconnect.p", p, 0, 1, "a drop probability in [0, 1)")
-        self.p = p
+        if not isinstance(per_example, bool):
+            raise ValueError(f"regularizer.dropconnect.per_example: {per_example!r} is not allowed; "
+                             f"expected true or false")
+        self.p, self.per_example = p, per_example
 
     def apply(self, model, activation):
         linears = [(name, m) for name, m in model.named_modules() if type(m) is nn.Linear][:-1]
@@ -238,7 +300,7 @@ class DropConnect:
                              f"hidden layer; use model=mlp")
         for name, old in linears:
             new = DropConnectLinear(old.in_features, old.out_features, old.bias is not None, self.p,
-                                    device=old.weight.device, dtype=old.weight.dtype)
+                                    self.per_example, device=old.weight.device, dtype=old.weight.dtype)
             new.weight, new.bias = old.weight, old.bias  # same parameters, same state_dict keys
             _replace(model, name, new)
 
@@ -267,23 +329,45 @@ class FractionalPool:
         model.test_samples = self.test_samples
 
 
+class ExpectedDepth(nn.Module):
+    """Stochastic depth as Huang et al. 2016 wrote it: in training a branch is kept (unscaled) with probability
+    `survival`, at test it is multiplied by `survival` (eq. 5: the expected branch over the drops)."""
+
+    def __init__(self, survival: float, mode: str):
+        super().__init__()
+        self.survival, self.mode = survival, mode
+
+    def forward(self, x):
+        if not self.training:
+            return x * self.survival
+        shape = (x.shape[0], *([1] * (x.dim() - 1))) if self.mode == "row" else (1,) * x.dim()
+        return x * torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(self.survival)
+
+    def extra_repr(self):
+        return f"survival={self.survival:.4g}, mode={self.mode}"
+
+
 class StochasticDepth:
     """Block l of L keeps its residual branch with probability 1 − l/L·(1 − final_survival) (Huang et al. 2016).
 
-    torchvision.ops.StochasticDepth scales a kept branch by 1/survival in training, so the test runs the whole
-    network unscaled (the paper's test-time scaling, moved into training).
+    scale=train (default): torchvision.ops.StochasticDepth scales a kept branch by 1/survival in training, so
+    the test runs the whole network unscaled. scale=test: the paper's rule, kept branches unscaled in training
+    and each branch times its survival probability at test (ExpectedDepth); both give the same expected
+    output. mode=row (default) draws per image; mode=batch one draw per block for the whole batch (the paper).
     """
 
     @staticmethod
     def needs(node):
         return "residual", "needs residual blocks", "use model=resnet"
 
-    def __init__(self, final_survival: float = 0.5, mode: str = "row"):
+    def __init__(self, final_survival: float = 0.5, mode: str = "row", scale: str = "train"):
         _check_range("regularizer.stochastic_depth.final_survival", final_survival, 1e-9, 1.0 + 1e-9,
                      "a survival probability in (0, 1]")
         if mode not in ("row", "batch"):
             raise ValueError(f"regularizer.stochastic_depth.mode: {mode!r} is not one of row, batch")
-        self.final_survival, self.mode = final_survival, mode
+        if scale not in ("train", "test"):
+            raise ValueError(f"regularizer.stochastic_depth.scale: {scale!r} is not one of train, test")
+        self.final_survival, self.mode, self.scale = final_survival, mode, scale
 
     def survival(self, depth: int) -> list:
         """Survival probability of blocks 1..depth: linear decay from 1 to final_survival."""
@@ -295,7 +379,8 @@ class StochasticDepth:
             raise ValueError(f"regularizer=stochastic_depth: model {type(model).__name__} has no residual "
                              f"blocks; use model=resnet")
         for block, keep in zip(blocks, self.survival(len(blocks))):
-            block.stochastic_depth = torchvision.ops.StochasticDepth(1 - keep, self.mode)
+            block.stochastic_depth = (ExpectedDepth(keep, self.mode) if self.scale == "test" else
+                                      torchvision.ops.StochasticDepth(1 - keep, self.mode))
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module):

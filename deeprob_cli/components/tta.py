@@ -1,10 +1,21 @@
 """Test-time augmentation (conf/tta/): several views of each evaluation image, softmax averaged over them.
 
 Every option is a callable `tta(x) -> list of batches`, each of the input's shape (N,C,H,W), on a float
-batch in [0, 1]; deeprob_cli.evaluate.evaluate() averages the model's softmax over the views.
+batch in [0, 1]; deeprob_cli.evaluate.evaluate() averages the model's softmax over the views. An option may
+also have `stochastic(model)`, a context manager under which evaluate() runs all its passes (mc_dropout: the
+model's dropout layers switched back on, with a fixed seed so a score is repeatable).
 Try: deeprob train dataset=synthetic tta=multicrop   or   deeprob eval RUN_DIR tta=flip
 """
+import contextlib
+import logging
+
+import torch
 import torch.nn.functional as F
+from torch import nn
+
+from .augment import resized_crop
+
+log = logging.getLogger("deeprob")
 
 
 class Identity:
@@ -54,3 +65,61 @@ class MultiCrop:
         h, w = x.shape[-2:]
         views = [self.restore(c, h, w) for c in self.crops(x)]
         return views + [v.flip(3) for v in views]
+
+
+class MultiScale:
+    """The ResNet paper's multi-scale testing with 10 crops (He et al. 2016, section 3.4; the lecture's testing
+    slide): for each scale s the image's short side is resized to s × the crop side, and 10 crops of the
+    image's own size are taken (4 corners, centre, each mirrored): len(scales) × 10 views. Done in one bilinear
+    resampling per crop (torchvision.ops.roi_align on the matching box of the original image). Scale 1 is the
+    image itself; its corner crops then coincide with the centre."""
+
+    def __init__(self, scales=(1.0, 1.25, 1.5)):
+        scales = list(scales)
+        if not scales or not all(isinstance(s, (int, float)) and s >= 1 for s in scales):
+            raise ValueError(f"tta.scales: {scales!r} is not allowed; expected a list of numbers ≥ 1")
+        self.scales = scales
+
+    def boxes(self, n, h, w, s):
+        """The 5 crops at scale s as boxes (x1, y1, x2, y2) of the original image: a crop of h×w pixels of the
+        image resized by s is a box of h/s × w/s pixels of the original."""
+        bh, bw = h / s, w / s
+        corners = [(0, 0), (0, w - bw), (h - bh, 0), (h - bh, w - bw), ((h - bh) / 2, (w - bw) / 2)]
+        return [torch.tensor([[x, y, x + bw, y + bh]]).expand(n, 4) for y, x in corners]
+
+    def __call__(self, x):
+        n, _, h, w = x.shape
+        views = [resized_crop(x, box.to(x.device)) for s in self.scales for box in self.boxes(n, h, w, s)]
+        return views + [v.flip(3) for v in views]
+
+
+class MCDropout:
+    """Monte Carlo dropout (Gal & Ghahramani 2016): the softmax averaged over `samples` forward passes with
+    dropout on (a different mask each pass), instead of the single weight-scaled pass the test uses by default
+    (Srivastava et al. 2014 compare the two, section 7.5). Batch norm stays on its running statistics."""
+
+    def __init__(self, samples: int = 10, seed: int = 0):
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"tta.samples: {samples!r} is not allowed; expected an integer ≥ 1")
+        self.samples, self.seed = samples, seed
+
+    def __call__(self, x):
+        return [x] * self.samples
+
+    @contextlib.contextmanager
+    def stochastic(self, model):
+        """Dropout layers in training mode and torch's RNG seeded (then restored) while the passes run."""
+        dropouts = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+        if not dropouts:
+            log.warning("tta=mc_dropout: the model has no dropout layer, so its %d passes are identical; "
+                        "select regularizer=[dropout]", self.samples)
+        devices = sorted({p.device.index for p in model.parameters() if p.device.type == "cuda"})
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            for m in dropouts:
+                m.train()
+            try:
+                yield
+            finally:
+                for m in dropouts:
+                    m.eval()
