@@ -106,7 +106,8 @@ def check_dataset(cfg, min_side: int = 1, needed_by: str = ""):
     if cfg.name == "synthetic":
         _need(_int(cfg.num_classes) and cfg.num_classes >= 2, "num_classes", cfg.num_classes, "an integer ≥ 2")
         _need(_int(cfg.num_train) and cfg.num_train >= 1, "num_train", cfg.num_train, "an integer ≥ 1")
-        _need(_int(cfg.num_test) and cfg.num_test >= 0, "num_test", cfg.num_test, "an integer ≥ 0 (0 = no test split)")
+        _need(_int(cfg.num_test) and cfg.num_test >= 0, "num_test", cfg.num_test,
+              "an integer ≥ 0 (0 = no test split)")
         _need(_int(cfg.image_size) and 1 <= cfg.image_size <= 1024, "image_size", cfg.image_size,
               "an integer in [1, 1024]")
         _need(cfg.channels in (1, 3) and _int(cfg.channels), "channels", cfg.channels, "1 (grayscale) or 3 (RGB)")
@@ -316,7 +317,8 @@ def cache_dir() -> Path:
         fallback = Path(tempfile.mkdtemp(prefix="deeprob-cache-"))
         atexit.register(shutil.rmtree, fallback, True)
         _fallback_caches[wanted] = fallback
-        log.warning(f"DEEPROB_CACHE: cannot use {_shown(wanted)} as a cache folder ({e.strerror or e}); "
+        reason = "it is a file" if wanted.is_file() else e.strerror or e
+        log.warning(f"DEEPROB_CACHE: cannot use {_shown(wanted)} as a cache folder ({reason}); "
                     f"caching in {fallback} for this run only; set DEEPROB_CACHE to a writable folder")
         return fallback
 
@@ -330,7 +332,8 @@ def _scan(folder: Path):
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as e:
-        raise UserError(f"dataset.root: cannot list {_shown(folder)} ({e.strerror or e}); check its permissions") from None
+        raise UserError(f"dataset.root: cannot list {_shown(folder)} ({e.strerror or e}); "
+                        f"check its permissions") from None
     for entry in entries:
         if entry.name.startswith("."):  # hidden: .DS_Store, macOS ._name.jpg companions, editors' files
             continue

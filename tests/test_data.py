@@ -450,7 +450,8 @@ BAD_VALUES = [  # (dataset, override, what the one line must say)
 ]
 
 
-@pytest.mark.parametrize("name, override, message", BAD_VALUES, ids=[m.split(":")[0] + str(o) for _, o, m in BAD_VALUES])
+@pytest.mark.parametrize("name, override, message", BAD_VALUES,
+                         ids=[m.split(":")[0] + str(o) for _, o, m in BAD_VALUES])
 def test_bad_dataset_values_are_refused_before_reading(tmp_path, name, override, message):
     cfg = OmegaConf.merge(make_cfg(f"dataset={name}").dataset, {"root": str(tmp_path / "none")}, override)
     with pytest.raises(UserError, match=re.escape(message)):
