@@ -17,6 +17,7 @@ import shutil
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,7 +95,8 @@ def check_dataset(cfg, min_side: int = 1, needed_by: str = ""):
     _need(cfg.subset is None or (_int(cfg.subset) and cfg.subset > 0), "subset", cfg.subset,
           "null or a positive integer")
     _need(_int(cfg.val_size) and cfg.val_size >= 0, "val_size", cfg.val_size, "an integer ≥ 0")
-    _need(_int(cfg.split_seed) and 0 <= cfg.split_seed < 2**63, "split_seed", cfg.split_seed, "an integer in [0, 2^63)")
+    _need(_int(cfg.split_seed) and 0 <= cfg.split_seed < 2**63, "split_seed", cfg.split_seed,
+          "an integer in [0, 2^63)")
     if cfg.name != "synthetic":
         _need(cfg.root is None or (isinstance(cfg.root, str) and cfg.root.strip() != ""), "root", cfg.root,
               "a folder path")
@@ -104,16 +106,22 @@ def check_dataset(cfg, min_side: int = 1, needed_by: str = ""):
         _need(isinstance(cfg.md5, str) and re.fullmatch(r"[0-9a-fA-F]{32}", cfg.md5) is not None, "md5", cfg.md5,
               "the archive's MD5 as 32 hex digits")
     if cfg.name == "synthetic":
-        _need(_int(cfg.num_classes) and cfg.num_classes >= 2, "num_classes", cfg.num_classes, "an integer ≥ 2")
+        _need(_int(cfg.num_classes) and 2 <= cfg.num_classes <= 10_000, "num_classes", cfg.num_classes,
+              "an integer in [2, 10000]")
         _need(_int(cfg.num_train) and cfg.num_train >= 1, "num_train", cfg.num_train, "an integer ≥ 1")
         _need(_int(cfg.num_test) and cfg.num_test >= 0, "num_test", cfg.num_test,
               "an integer ≥ 0 (0 = no test split)")
         _need(_int(cfg.image_size) and 1 <= cfg.image_size <= 1024, "image_size", cfg.image_size,
               "an integer in [1, 1024]")
-        _need(cfg.channels in (1, 3) and _int(cfg.channels), "channels", cfg.channels, "1 (grayscale) or 3 (RGB)")
+        _need(_int(cfg.channels) and cfg.channels in (1, 3), "channels", cfg.channels, "1 (grayscale) or 3 (RGB)")
         _need(isinstance(cfg.noise, (int, float)) and not isinstance(cfg.noise, bool) and math.isfinite(cfg.noise)
               and 0 <= cfg.noise <= 1000, "noise", cfg.noise, "a finite number in [0, 1000] (grey levels)")
         _need(_int(cfg.seed) and 0 <= cfg.seed < 2**63, "seed", cfg.seed, "an integer in [0, 2^63)")
+        size = (cfg.num_train + cfg.num_test) * cfg.channels * cfg.image_size**2  # bytes, as uint8
+        if size > 2**33:  # generated in float32 first: 4× that, briefly
+            raise UserError(f"dataset: {cfg.num_train + cfg.num_test:,} synthetic images of {cfg.channels}×"
+                            f"{cfg.image_size}×{cfg.image_size} would take {size / 2**30:.0f} GiB; lower "
+                            f"dataset.num_train, dataset.num_test or dataset.image_size")
         check_image_size((cfg.channels, cfg.image_size, cfg.image_size), min_side, needed_by,
                          fix="raise dataset.image_size")
 
@@ -190,6 +198,9 @@ def read_cifar10(cfg):
     if not folder.is_dir() and cfg.download:
         download_cifar10(root, cfg.url, cfg.md5)
     missing = [n for n in CIFAR10_FILES if not (folder / n).is_file()]
+    if missing and folder.is_dir():
+        raise UserError(f"dataset.root: {folder.resolve()} is incomplete (missing {', '.join(missing)}); delete it "
+                        f"(dataset.download=true then fetches a fresh copy) or copy the missing files into it")
     if missing:
         raise UserError(f"dataset.root: no CIFAR-10 at {folder.resolve()} (missing {', '.join(missing)}); "
                         f"add dataset.download=true, point dataset.root at the folder holding {CIFAR10_DIR}/, "
@@ -198,10 +209,11 @@ def read_cifar10(cfg):
     train = Split(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
     try:
         classes = [c.decode() for c in _read_pickle(folder / "batches.meta")[b"label_names"]]
-        assert len(classes) == 10
-    except (KeyError, TypeError, AttributeError, UnicodeDecodeError, AssertionError):
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        classes = None
+    if classes is None or len(classes) != 10:
         raise UserError(f"dataset.root: {folder / 'batches.meta'} holds no list of 10 label_names; "
-                        f"delete {folder} and download again") from None
+                        f"delete {folder} and download again")
     return train, _cifar_batch(folder / "test_batch"), classes
 
 
@@ -216,8 +228,9 @@ def download_cifar10(root: Path, url: str, md5: str):
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"dataset.root: cannot create {root} ({e.strerror or e}); choose a writable folder") from None
-    archive = root / (os.path.basename(urllib.request.urlparse(url).path) or "cifar-10-python.tar.gz")
+        raise UserError(f"dataset.root: cannot create {root} ({e.strerror or e}); "
+                        f"choose a writable folder") from None
+    archive = root / (os.path.basename(urllib.parse.urlparse(url).path) or "cifar-10-python.tar.gz")
     if not (archive.is_file() and _md5(archive) == md5.lower()):
         _fetch(url, archive, md5.lower(), offline)
     _extract(archive, root)

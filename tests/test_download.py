@@ -137,6 +137,16 @@ def test_offline_is_one_line_naming_the_url_and_the_manual_way(tmp_path):
     assert left_under(root) == []
 
 
+def test_an_incomplete_folder_is_named_not_silently_redownloaded_over(tmp_path, serve):
+    mirror = serve(make_archive(tmp_path)[0])
+    write_cifar10(tmp_path / "root")
+    (tmp_path / "root" / "cifar-10-batches-py" / "data_batch_4").unlink()  # e.g. an interrupted hand copy
+    with pytest.raises(UserError, match="cifar-10-batches-py is incomplete \\(missing data_batch_4\\); delete it "
+                                        "\\(dataset.download=true then fetches a fresh copy\\)"):
+        read_cifar10(cifar_cfg(tmp_path / "root", download=True, url=mirror.url, md5=mirror.md5))
+    assert mirror.requests == 0
+
+
 def test_download_false_keeps_the_old_refusal_and_asks_nothing(tmp_path, serve):
     mirror = serve(make_archive(tmp_path)[0])
     with pytest.raises(UserError, match="no CIFAR-10 at .* add dataset.download=true"):
@@ -188,3 +198,50 @@ def test_the_readme_command_trains_from_a_local_mirror(tmp_path, serve):
             "dataset.val_size=6", "trainer.batch_size=8", "activation=gelu", "init=kaiming", cwd=tmp_path)
     assert (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").is_file() and mirror.requests == 1
     assert summary(run_dirs(tmp_path / "runs")[0])["status"] == "completed"
+
+
+def test_the_progress_bar_counts_every_byte_and_ctrl_c_mid_download_leaves_nothing(tmp_path, serve, monkeypatch):
+    import tqdm
+
+    import numpy as np
+
+    archive, _ = make_archive(tmp_path, extra={"noise": np.random.default_rng(0).bytes(2_500_000)})
+    assert len(archive) > 2 * 2**20  # more than two reads of 1 MiB: the interrupt comes between reads
+    mirror, bars = serve(archive), []
+
+    class Bar(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": True})
+            self.counted, self.total_asked = 0, kwargs["total"]
+            bars.append(self)
+
+        def update(self, n=1):
+            self.counted += n
+            if interrupt and self.counted > len(archive) // 3:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    cfg = cifar_cfg(tmp_path / "root", download=True, url=mirror.url, md5=mirror.md5)
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        read_cifar10(cfg)
+    assert left_under(tmp_path / "root") == []
+    interrupt = False
+    read_cifar10(cfg)
+    assert (bars[-1].total_asked, bars[-1].counted) == (len(archive), len(archive))
+
+
+def test_ctrl_c_during_extraction_leaves_no_half_extracted_folder(tmp_path, serve, monkeypatch):
+    mirror = serve(make_archive(tmp_path)[0])
+    original = tarfile.TarFile.extractall
+
+    def stop_halfway(self, path, *args, **kwargs):
+        members = self.getmembers()
+        original(self, path, members=members[:len(members) // 2], **kwargs)
+        assert any((tmp_path / "root").rglob("data_batch_*"))  # really half-extracted at this point
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", stop_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        read_cifar10(cifar_cfg(tmp_path / "root", download=True, url=mirror.url, md5=mirror.md5))
+    assert left_under(tmp_path / "root") == ["cifar-10-python.tar.gz"]  # verified archive kept, no folder
