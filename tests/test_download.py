@@ -147,6 +147,14 @@ def test_an_incomplete_folder_is_named_not_silently_redownloaded_over(tmp_path, 
     assert mirror.requests == 0
 
 
+def test_a_wrong_url_on_a_live_server_is_one_line(tmp_path, serve):
+    mirror = serve(make_archive(tmp_path)[0])
+    url = mirror.url.replace("cifar-10-python", "cifar-100-python")
+    with pytest.raises(UserError, match=f"dataset.download: could not fetch {url} \\(Not Found\\); without internet"):
+        read_cifar10(cifar_cfg(tmp_path / "root", download=True, url=url, md5=mirror.md5))
+    assert left_under(tmp_path / "root") == []
+
+
 def test_download_false_keeps_the_old_refusal_and_asks_nothing(tmp_path, serve):
     mirror = serve(make_archive(tmp_path)[0])
     with pytest.raises(UserError, match="no CIFAR-10 at .* add dataset.download=true"):
