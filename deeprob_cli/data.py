@@ -327,10 +327,14 @@ def cache_dir() -> Path:
     except OSError as e:
         import atexit
 
-        fallback = Path(tempfile.mkdtemp(prefix="deeprob-cache-"))
+        reason = "it is a file" if wanted.is_file() else e.strerror or e
+        try:
+            fallback = Path(tempfile.mkdtemp(prefix="deeprob-cache-"))
+        except OSError as again:
+            raise UserError(f"DEEPROB_CACHE: cannot use {_shown(wanted)} ({reason}) nor a temporary folder "
+                            f"({again.strerror or again}); set DEEPROB_CACHE to a writable folder") from None
         atexit.register(shutil.rmtree, fallback, True)
         _fallback_caches[wanted] = fallback
-        reason = "it is a file" if wanted.is_file() else e.strerror or e
         log.warning(f"DEEPROB_CACHE: cannot use {_shown(wanted)} as a cache folder ({reason}); "
                     f"caching in {fallback} for this run only; set DEEPROB_CACHE to a writable folder")
         return fallback

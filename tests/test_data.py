@@ -413,6 +413,22 @@ def test_an_unusable_cache_folder_is_a_warning_not_a_failure(tmp_path, monkeypat
     assert (tmp_path / "a_file").read_text() == "x"
 
 
+def test_no_writable_folder_at_all_is_one_line(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.setenv("DEEPROB_CACHE", str(tmp_path / "a_file"))
+    monkeypatch.setattr(tempfile, "mkdtemp", no_space)
+    write_folder(tmp_path, "train", ["a", "b"], 1)
+    with pytest.raises(UserError, match=re.escape(f"DEEPROB_CACHE: cannot use {tmp_path / 'a_file'} (it is a file) "
+                                                  f"nor a temporary folder (No space left on device)")):
+        read_image_folder(folder_cfg(tmp_path))
+
+
 def test_a_full_disk_while_writing_the_cache_is_a_warning(tmp_path, monkeypatch, caplog):
     import errno
     from pathlib import Path
