@@ -504,11 +504,24 @@ def _save_cache(folder: Path, key: str, split: Split, classes):
         for old in directory.glob(f"image_folder-{place}-*.pt"):
             if old != path:
                 old.unlink(missing_ok=True)  # an older state of this folder: it can never match again
+        for torn in directory.glob(f".image_folder-{place}-*.pt.tmp*"):
+            if not _alive(torn.name.rpartition(".tmp")[2]):
+                torn.unlink(missing_ok=True)  # left by a process killed while writing
     except OSError as e:
         log.warning(f"DEEPROB_CACHE: could not write {path} ({e.strerror or e}); the next run decodes "
                     f"{_shown(folder)} again")
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # someone else's live process
+        pass
+    return True
 
 
 def _cached_split(folder: Path):
