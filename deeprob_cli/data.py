@@ -345,19 +345,24 @@ def _shown(path) -> str:
     return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
 
 
-def _scan(folder: Path):
+def _scan(folder: Path, wanted=lambda name: True):
+    """The visible entries of folder whose names are wanted, sorted; a wanted link that leads nowhere is refused."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as e:
         raise UserError(f"dataset.root: cannot list {_shown(folder)} ({e.strerror or e}); "
                         f"check its permissions") from None
     for entry in entries:
-        if entry.name.startswith("."):  # hidden: .DS_Store, macOS ._name.jpg companions, editors' files
+        if entry.name.startswith(".") or not wanted(entry.name):  # hidden: .DS_Store, macOS ._x.jpg, ...
             continue
         if entry.is_symlink() and not os.path.exists(entry.path):
             raise UserError(f"dataset.root: {_shown(entry.path)} is a dangling or looping symbolic link; "
                             f"remove it or point it at an existing file")
         yield entry
+
+
+def _is_image(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
 def _list_images(folder: Path):
@@ -378,8 +383,7 @@ def _list_images(folder: Path):
                         f"needed, as {_shown(folder)}/<class>/*.png|jpg|jpeg|bmp")
     files, labels = [], []
     for label, name in enumerate(classes):
-        found = [Path(e.path) for e in _scan(folder / name)
-                 if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file()]
+        found = [Path(e.path) for e in _scan(folder / name, _is_image) if e.is_file()]
         if not found:
             raise UserError(f"dataset.root: class folder {_shown(folder / name)} holds no .png/.jpg/.jpeg/.bmp "
                             f"image; remove it or add images")

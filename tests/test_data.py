@@ -347,6 +347,7 @@ def test_a_non_utf8_image_name_is_read(tmp_path):
 # ---------------------------------------------------------------- bad files: one line each
 
 def _dangling_link(train):
+    os.symlink(train / "nowhere.txt", train / "a" / "notes.txt")  # not an image: ignored, as before
     os.symlink(train / "nowhere.png", train / "a" / "link.png")
     return "a/link.png is a dangling or looping symbolic link; remove it"
 
