@@ -185,9 +185,12 @@ def _cifar_batch(path: Path) -> Split:
     except (KeyError, ValueError, TypeError, OverflowError, MemoryError) as e:
         raise UserError(f"dataset.root: {path} is not a CIFAR-10 batch ({type(e).__name__} in its content); "
                         f"delete {path.parent} and download again") from None
-    if len(data) == 0 or len(data) != len(labels) or labels.min() < 0 or labels.max() > 9:
+    if len(data) == 0 or len(data) != len(labels):
         raise UserError(f"dataset.root: {path} has {len(data)} images and {len(labels)} labels; equal counts "
-                        f"(at least one) and labels in 0..9 expected; delete {path.parent} and download again")
+                        f"(at least one) expected; delete {path.parent} and download again")
+    if labels.min() < 0 or labels.max() > 9:
+        raise UserError(f"dataset.root: {path} has labels from {labels.min()} to {labels.max()}, CIFAR-10's are "
+                        f"0..9; delete {path.parent} and download again")
     return Split(torch.from_numpy(data.copy()), torch.from_numpy(labels))
 
 
@@ -436,11 +439,12 @@ def _decode(path: Path, data: bytes) -> np.ndarray:
     """One image as uint8 (1, H, W) for a grayscale mode or (3, H, W) for any other (DECODE_RULE above)."""
     from PIL import Image
 
+    width = height = None
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
             if width * height > Image.MAX_IMAGE_PIXELS:
-                raise Image.DecompressionBombError(f"{width}×{height} pixels")
+                raise Image.DecompressionBombError("over MAX_IMAGE_PIXELS")
             if img.mode.startswith("I"):  # 16-bit (or 32-bit int) grayscale: keep the high byte of 0..65535
                 array = (np.asarray(img).astype(np.int64).clip(0, 65535) >> 8).astype(np.uint8)
             elif img.mode in GRAY_MODES:
@@ -450,8 +454,13 @@ def _decode(path: Path, data: bytes) -> np.ndarray:
                     img = img.convert("RGBA")  # PIL's own advice for palettes with transparency
                 array = np.asarray(img.convert("RGB"))
     except Image.DecompressionBombError as e:
-        raise UserError(f"dataset.root: {_shown(path)} is too large to decode safely ({e}; the limit is "
-                        f"{Image.MAX_IMAGE_PIXELS:,} pixels, a decompression bomb?); remove it") from None
+        declared = re.search(r"(\d+)\D*pixels", str(e))  # PIL's own check says only "Image size (N pixels) ..."
+        size = f"{width}×{height} pixels" if width else f"{int(declared[1]):,} pixels" if declared else e
+        raise UserError(f"dataset.root: {_shown(path)} declares {size}, over the {Image.MAX_IMAGE_PIXELS:,} that "
+                        f"are safe to decode (a decompression bomb?); remove it") from None
+    except Image.UnidentifiedImageError:
+        raise UserError(f"dataset.root: cannot read image {_shown(path)} (not a PNG, JPEG or BMP file); "
+                        f"remove or replace it") from None
     except Exception as e:  # PIL reports broken files with many exception types (OSError, SyntaxError, ...)
         raise UserError(f"dataset.root: cannot read image {_shown(path)} ({type(e).__name__}: {e}); "
                         f"remove or replace it") from None

@@ -167,8 +167,9 @@ BAD_CIFAR = [  # (file, its bytes, what the one line must say)
      "data_batch_1 is not a readable CIFAR-10 batch file (it declares a field larger than this machine's memory)"),
     ("data_batch_2", b"\x80\x04garbage", "data_batch_2 is not a readable CIFAR-10 batch file"),
     ("data_batch_3", _pickled({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}),
-     "data_batch_3 has 0 images and 0 labels"),
-    ("data_batch_4", _pickled({b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 10]}), "labels in 0..9"),
+     "data_batch_3 has 0 images and 0 labels; equal counts (at least one) expected"),
+    ("data_batch_4", _pickled({b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 10]}),
+     "data_batch_4 has labels from 3 to 10, CIFAR-10's are 0..9"),
     ("data_batch_5", _pickled({b"data": np.zeros(100, np.uint8), b"labels": [1]}),
      "data_batch_5 is not a CIFAR-10 batch (ValueError in its content)"),
     ("test_batch", _pickled({b"labels": [1]}), "test_batch is not a CIFAR-10 batch (KeyError in its content)"),
@@ -369,19 +370,27 @@ def _non_utf8_class(train):
     return "class folder name " + str(train) + "/caf\\xe9 is not valid UTF-8; rename it"
 
 
-def _decompression_bomb(train):
+def _png_header(path, width, height):
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)  # 10^10 pixels declared in 70 bytes
-    idat = zlib.compress(b"\0" * 1000)
-    (train / "a" / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat))
-    return "a/bomb.png is too large to decode safely"
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)))
+
+
+def _decompression_bomb(train):
+    _png_header(train / "a" / "bomb.png", 100_000, 100_000)  # 10^10 pixels declared in 70 bytes: PIL refuses
+    return "a/bomb.png declares 10,000,000,000 pixels, over the 89,478,485 that are safe to decode"
+
+
+def _large_declared_size(train):
+    _png_header(train / "a" / "big.png", 10_000, 10_000)  # PIL only warns below twice its limit; we refuse
+    return "a/big.png declares 10000×10000 pixels, over the 89,478,485 that are safe to decode"
 
 
 def _not_an_image(train):
     (train / "b" / "notes.png").write_bytes(b"not a png")
-    return "cannot read image " + str(train) + "/b/notes.png (UnidentifiedImageError"
+    return "cannot read image " + str(train) + "/b/notes.png (not a PNG, JPEG or BMP file); remove or replace it"
 
 
 def _truncated_png(train):
@@ -403,9 +412,10 @@ def _other_size(train):
 
 
 BAD_FILES = [_dangling_link, _looping_link, _dangling_class_link, _non_utf8_class, _decompression_bomb,
-             _not_an_image, _truncated_png, _one_class, _other_size]
+             _large_declared_size, _not_an_image, _truncated_png, _one_class, _other_size]
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL's warning, then our one line
 @pytest.mark.parametrize("damage", BAD_FILES, ids=[d.__name__.strip("_") for d in BAD_FILES])
 def test_a_bad_file_in_an_image_folder_is_one_line(tmp_path, damage):
     write_folder(tmp_path, "train", ["a", "b"], 2)
