@@ -517,6 +517,8 @@ def _save_cache(folder: Path, key: str, split: Split, classes):
         for old in directory.glob(f"image_folder-{place}-*.pt"):
             if old != path:
                 old.unlink(missing_ok=True)  # an older state of this folder: it can never match again
+        for legacy in directory.glob("image_folder-" + "[0-9a-f]" * 20 + ".pt"):
+            legacy.unlink(missing_ok=True)  # keyed by names and mtimes (before DECODE_RULE 2): never read again
         for torn in directory.glob(f".image_folder-{place}-*.pt.tmp*"):
             if not _alive(torn.name.rpartition(".tmp")[2]):
                 torn.unlink(missing_ok=True)  # left by a process killed while writing

@@ -235,7 +235,7 @@ def test_a_changed_folder_never_reads_a_stale_cache(tmp_path, monkeypatch, chang
     assert len(cached) == 1  # the folder's older cache was replaced, not left to pile up
 
 
-def test_a_cache_file_torn_by_a_killed_process_is_removed_and_a_live_ones_kept(tmp_path):
+def test_torn_and_legacy_cache_files_are_removed_and_a_live_writers_kept(tmp_path):
     import subprocess
     import sys
 
@@ -247,9 +247,11 @@ def test_a_cache_file_torn_by_a_killed_process_is_removed_and_a_live_ones_kept(t
     torn = tmp_path / "cache" / f".image_folder-{place}-0123.pt.tmp{dead.stdout.strip()}"
     writing = tmp_path / "cache" / f".image_folder-{place}-4567.pt.tmp{os.getppid()}"  # a live writer's file
     torn.write_bytes(b"half a cache"), writing.write_bytes(b"being written")
+    legacy = tmp_path / "cache" / "image_folder-0123456789abcdef0123.pt"  # the old name- and mtime-keyed format
+    legacy.write_bytes(b"old")
     Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "train" / "a" / "new.png")
     read_image_folder(folder_cfg(tmp_path))  # a changed folder: decoded and saved again
-    assert not torn.exists() and writing.exists()
+    assert not torn.exists() and writing.exists() and not legacy.exists()
 
 
 def test_a_copied_folder_reuses_the_cache_and_a_new_decode_rule_does_not(tmp_path, monkeypatch):
