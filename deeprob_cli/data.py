@@ -7,6 +7,7 @@ Readers: `cifar10` (the official python pickles, downloaded when missing), `imag
 per seed). `check_dataset` validates the `dataset` group's values before anything is read.
 """
 import hashlib
+import http.client
 import io
 import logging
 import math
@@ -14,6 +15,7 @@ import os
 import pickle
 import re
 import shutil
+import ssl
 import tarfile
 import tempfile
 import urllib.error
@@ -264,9 +266,15 @@ def _fetch(url: str, archive: Path, md5: str, offline: str):
                         h.update(chunk)
                         received += len(chunk)
                         bar.update(len(chunk))
-        except (urllib.error.URLError, OSError, ValueError) as e:  # includes timeouts and refused connections
-            reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError, http.client.HTTPException,
+                ValueError) as e:  # the network: no route, refused, reset, timed out, bad URL, broken HTTP
+            reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or repr(e)
+            if isinstance(e, http.client.IncompleteRead):
+                reason = "the connection dropped mid-file"
             raise UserError(f"dataset.download: could not fetch {url} ({reason}); {offline}") from None
+        except OSError as e:  # the disk: full, read-only, over quota
+            raise UserError(f"dataset.download: cannot write {part} ({e.strerror or e}); free space there or "
+                            f"set dataset.root to another folder; nothing was kept") from None
         if total is not None and received != total:
             raise UserError(f"dataset.download: the connection to {url} dropped after {received:,} of "
                             f"{total:,} bytes; nothing was kept, run again to retry, or {offline}")
@@ -286,7 +294,8 @@ def _extract(archive: Path, root: Path):
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")  # "data": no absolute paths, links out, or device files
         except (tarfile.TarError, OSError, EOFError, ValueError) as e:
-            raise UserError(f"dataset.download: cannot extract {archive} ({e}); delete it and run again") from None
+            raise UserError(f"dataset.download: cannot extract {archive} ({e}); nothing was extracted; if the disk "
+                            f"is full free space, else delete the archive and run again") from None
         missing = [n for n in CIFAR10_FILES if not (tmp / CIFAR10_DIR / n).is_file()]
         if missing:
             raise UserError(f"dataset.download: {archive} holds no complete {CIFAR10_DIR}/ (missing "

@@ -36,19 +36,26 @@ def make_archive(tmp_path, leave_out=(), extra=None):
 class Mirror:
     """Serves one archive at /cifar-10-python.tar.gz; `drop_after` bytes sent, then the connection is cut."""
 
-    def __init__(self, archive: bytes, drop_after=None):
+    def __init__(self, archive: bytes, drop_after=None, chunked=False):
         self.archive, self.drop_after, self.requests = archive, drop_after, 0
         mirror = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if chunked else "HTTP/1.0"
+
             def do_GET(self):
                 mirror.requests += 1
                 if self.path != "/cifar-10-python.tar.gz":
                     self.send_error(404)
                     return
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(mirror.archive)))  # the whole size is announced
-                self.end_headers()
+                if chunked:  # no size announced: one chunk that declares the whole archive, then the cut
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(f"{len(mirror.archive):x}\r\n".encode())
+                else:
+                    self.send_header("Content-Length", str(len(mirror.archive)))  # the whole size is announced
+                    self.end_headers()
                 self.wfile.write(mirror.archive[:mirror.drop_after])
                 self.close_connection = True
 
@@ -65,8 +72,8 @@ class Mirror:
 def serve():
     servers = []
 
-    def start(archive, drop_after=None):
-        servers.append(Mirror(archive, drop_after))
+    def start(archive, drop_after=None, chunked=False):
+        servers.append(Mirror(archive, drop_after, chunked))
         return servers[-1]
 
     yield start
@@ -122,6 +129,37 @@ def test_a_connection_dropped_mid_file_leaves_nothing(tmp_path, serve):
     root = tmp_path / "root"
     with pytest.raises(UserError, match=f"the connection to {mirror.url} dropped after {len(archive) // 2:,} of "
                                         f"{len(archive):,} bytes; nothing was kept"):
+        read_cifar10(cifar_cfg(root, download=True, url=mirror.url, md5=mirror.md5))
+    assert left_under(root) == []
+
+
+def test_a_full_disk_during_the_download_is_one_line_and_leaves_nothing(tmp_path, serve, monkeypatch):
+    import builtins
+    import errno
+
+    archive, _ = make_archive(tmp_path)
+    mirror, real_open = serve(archive), builtins.open
+
+    class FullDisk(io.FileIO):
+        def write(self, data):
+            super().write(data[:100])  # a partial file, as a full disk leaves it
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(builtins, "open", lambda f, mode="r", *a, **k: FullDisk(f, "wb") if ".part" in str(f)
+                        else real_open(f, mode, *a, **k))
+    root = tmp_path / "root"
+    with pytest.raises(UserError, match="dataset.download: cannot write .*/root/.cifar-10-python.tar.gz.part[0-9]+ "
+                                        "\\(No space left on device\\); free space there"):
+        read_cifar10(cifar_cfg(root, download=True, url=mirror.url, md5=mirror.md5))
+    assert left_under(root) == []
+
+
+def test_a_chunked_transfer_cut_mid_chunk_is_one_line_and_leaves_nothing(tmp_path, serve):
+    archive, _ = make_archive(tmp_path)
+    mirror = serve(archive, drop_after=len(archive) // 2, chunked=True)
+    root = tmp_path / "root"
+    with pytest.raises(UserError, match=f"dataset.download: could not fetch {mirror.url} \\(the connection dropped "
+                                        f"mid-file\\); without internet"):
         read_cifar10(cifar_cfg(root, download=True, url=mirror.url, md5=mirror.md5))
     assert left_under(root) == []
 
