@@ -516,7 +516,6 @@ def test_images_smaller_than_the_run_needs_are_refused(tmp_path):
         load_data(folder_cfg(tmp_path), min_side=7)
 
 
-@pytest.mark.slow
 def test_dataset_noise_nan_on_the_command_line_is_one_line_exit_2(tmp_path):
     from conftest import run_cli
 

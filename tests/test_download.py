@@ -223,7 +223,6 @@ def test_a_broken_archive_with_a_matching_md5_leaves_no_half_extracted_folder(tm
     assert not (tmp_path / "outside").exists()
 
 
-@pytest.mark.slow
 def test_the_cli_reports_offline_in_one_line_exit_2(tmp_path):
     from conftest import run_cli
 
@@ -234,7 +233,6 @@ def test_the_cli_reports_offline_in_one_line_exit_2(tmp_path):
                                                             f"fetch {url}")
 
 
-@pytest.mark.slow
 def test_the_readme_command_trains_from_a_local_mirror(tmp_path, serve):
     from conftest import FAST, run_cli, run_dirs, summary
 
