@@ -110,7 +110,7 @@ BAD = [  # (arguments, what the one line must say)
     (["train", "model.widths=[4]", "preprocess=pca"], "preprocess: pca gives component coordinates"),
     (["train", "model=resnet", "model.depth=8", "activation=swiglu"], "model=resnet: a gated activation cannot"),
     (["train", "tta=multicrop", "tta.size=2.0"], "tta.size: 2.0 is not allowed"),
-    (["train", "dataset=cifar10", "dataset.root=nowhere"], "dataset.root: no CIFAR-10 at"),
+    (["train", "dataset=cifar10", "dataset.download=false", "dataset.root=nowhere"], "dataset.root: no CIFAR-10 at"),
     (["train", "dataset=cifar10", "dataset.root={w}/corrupt"], "data_batch_2 is not a readable CIFAR-10 batch file"),
     (["train", "dataset=cifar10", "dataset.root={w}/truncated"], "data_batch_4 is not a readable CIFAR-10 batch file"),
     (["train", "dataset=cifar10", "dataset.root={w}/evil"], "refusing to load io.open"),

@@ -20,7 +20,8 @@ def test_bad_value_is_one_line_exit_2(tmp_path, override, expected):
 
 
 def test_missing_cifar10_says_where_it_looked_and_how_to_fix(tmp_path):
-    result = run_cli("train", "dataset=cifar10", f"dataset.root={tmp_path / 'nowhere'}", cwd=tmp_path, check=False)
+    result = run_cli("train", "dataset=cifar10", "dataset.download=false", f"dataset.root={tmp_path / 'nowhere'}",
+                     cwd=tmp_path, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert str(tmp_path / "nowhere" / "cifar-10-batches-py") in line
