@@ -64,6 +64,17 @@ def check(cfg: DictConfig, choices: dict | None = None):
     for key, node in options(cfg):
         check_option(node, key)
     check_fits(cfg)
+    from .data import check_dataset
+
+    check_dataset(cfg.dataset, *smallest_image(cfg))
+
+
+def smallest_image(cfg: DictConfig):
+    """(the smallest image side the chosen options can work with, the option that needs it)."""
+    crop = selected(cfg, "augment").get("crop")
+    if crop is not None and crop.get("mode", "reflect") == "reflect":  # reflect padding needs padding < side
+        return crop.get("padding", 0) + 1, f"augment.crop (padding {crop.get('padding', 0)})"
+    return 1, ""
 
 
 def options(cfg: DictConfig):
@@ -108,11 +119,17 @@ def check_fits(cfg: DictConfig):
         raise UserError(f"preprocess: {preprocess.__name__.lower()} gives component coordinates, not an image, so "
                         f"model={model_name} cannot use it; use model=mlp, or preprocess=whiten "
                         f"(decorrelates and keeps the pixel layout)")
-    for name, node in selected(cfg, "regularizer").items():
-        cls = get_class(node._target_)
-        needs = cls.needs(node) if hasattr(cls, "needs") else None
+    chosen = [(f"regularizer={name}", node) for name, node in selected(cfg, "regularizer").items()]
+    init = cfg.get("init")
+    if isinstance(init, DictConfig) and "_target_" in init:
+        chosen.append((f"init={init._target_.rsplit('.', 1)[-1]}", init))
+    for label, node in chosen:
+        target = get_object(node._target_)
+        needs = target.needs(node) if hasattr(target, "needs") else None
         if needs and needs[0] not in provides:
-            raise UserError(f"regularizer={name}: {needs[1]} and model {model_cls.__name__} has none; {needs[2]}")
+            raise UserError(f"{label}: {needs[1]} and model {model_cls.__name__} has none"
+                            f"{' (model.norm=' + str(cfg.model.get('norm')) + ')' if 'norm' in cfg.model else ''}; "
+                            f"{needs[2]}")
 
 
 def precheck(args, config_name: str = "train"):

@@ -149,7 +149,7 @@ class ResNet(nn.Module):
 
     @staticmethod
     def provides(cfg) -> set:
-        return {"conv", "residual"}
+        return {"conv", "residual"} | ({"unnormalized_residual"} if cfg.get("norm", "batch") == "none" else set())
 
     def __init__(self, in_shape, num_classes, activation, depth=20, width=16, norm="batch"):
         super().__init__()

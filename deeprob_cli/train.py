@@ -26,7 +26,7 @@ from . import UserError, distributed
 from .assemble import assemble
 from .checkpoint import rng_state
 from .components.augment import compose, log_examples
-from .config import CONFIG_DIR, build, check, selected
+from .config import CONFIG_DIR, build, check, selected, smallest_image
 from .data import load_data
 from .evaluate import evaluate, final_scores
 from .monitor import Monitor
@@ -216,7 +216,7 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     tta = build(cfg.tta, "tta")
 
     # data: whole splits as uint8 tensors on the training device; statistics from the training split only
-    data = load_data(cfg.dataset)
+    data = load_data(cfg.dataset, *smallest_image(cfg))
     preprocess = build(cfg.preprocess, "preprocess").fit(data.train.images).to(device)
     train_split = move(data.train, device)
     augment.fit(data.train.images)  # options with training statistics (pca_color)

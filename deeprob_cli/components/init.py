@@ -306,3 +306,7 @@ def fixup(model, *, activation=None, batch=None, mode="fan_in", bias=0.0):
     head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
+
+
+fixup.needs = lambda node: ("unnormalized_residual", "needs a residual model without normalization",
+                            "use model=resnet model.norm=none, or init=kaiming otherwise")
