@@ -84,7 +84,7 @@ def pick_tta(state: dict, cfg, name=None):
 
 
 def run_eval(args) -> dict:
-    if not args or args[0].startswith("-") or "=" in args[0]:
+    if not args or args[0].startswith("-") or ("=" in args[0] and not Path(args[0]).is_dir()):
         raise UserError(f"eval: the first argument must be a run folder; {USAGE}")
     run_dir, overrides = Path(args[0]), OmegaConf.from_dotlist(args[1:])
     unknown = {k for k in _keys(overrides)} - OPTIONS

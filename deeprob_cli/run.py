@@ -315,5 +315,12 @@ def resume_args(args: list, run: Path) -> list:
     if not saved.is_file():
         raise UserError(f"resume: {run} is not a run folder (no .hydra/config.yaml); pass the folder of the run "
                         f"to continue")
-    return [f"--config-dir={saved.parent.resolve()}", "--config-name=config", f"hydra.run.dir={run}",
-            "hydra.output_subdir=null", *args]
+    rest = [f"resume={hydra_quote(run)}" if a.startswith("resume=") else a for a in args]
+    return [f"--config-dir={saved.parent.resolve()}", "--config-name=config", f"hydra.run.dir={hydra_quote(run)}",
+            "hydra.output_subdir=null", *rest]
+
+
+def hydra_quote(path) -> str:
+    """A path as one value of a Hydra override (sweep jobs are named key=value, which Hydra would misread)."""
+    text = str(path)
+    return f"'{text}'" if "'" not in text else f'"{text}"'
