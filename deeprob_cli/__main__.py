@@ -69,7 +69,8 @@ def main():
     if command in PLAIN_COMMANDS:
         if rest and rest[0] in ("-h", "--help"):
             module = import_module(f".{PLAIN_COMMANDS[command]}", __package__)
-            print(getattr(module, "USAGE", None) or module.__doc__.strip())
+            usage = getattr(module, "USAGE", None) or "usage: " + module.__doc__.strip().split("`")[1]
+            print(usage + "\n\n" + module.__doc__.strip() if usage not in module.__doc__ else module.__doc__.strip())
             return 0
         return import_module(f".{PLAIN_COMMANDS[command]}", __package__).main(rest)
     names = ", ".join([*HYDRA_COMMANDS, *PLAIN_COMMANDS])

@@ -81,8 +81,10 @@ def help_text(config_name: str, command: str) -> str:
                 defaults[str(key).replace("optional ", "")] = value
     lines = [f"usage: deeprob {command} [group=option ...] [key=value ...] [-m] [--cfg job] [--info] "
              f"[-sc install=bash]", "",
-             "Options: one word per group (group=option); multi-select groups take a list, e.g. augment=[flip,crop].",
-             "Each option is conf/<group>/<option>.yaml; override its parameters with group.key=value."]
+             "Options: one word per group (group=option); each is conf/<group>/<option>.yaml, and group.key=value",
+             "overrides its parameters."]
+    if any(group in defaults for group in MULTI_SELECT):
+        lines.append("Multi-select groups take a list: augment=[flip,crop], augment=flip, augment=none.")
     for group, default in defaults.items():
         if not (CONFIG_DIR / group).is_dir():
             continue
