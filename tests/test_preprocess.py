@@ -130,8 +130,8 @@ def test_no_leakage_from_validation_or_test(name, tmp_path, monkeypatch):
     def fit_state(replace: bool, out: Path):
         real = train_module.load_data
 
-        def load(cfg):
-            data = real(cfg)
+        def load(cfg, *args):
+            data = real(cfg, *args)
             if replace:  # other validation and test images, same training images
                 g = torch.Generator().manual_seed(1)
                 for split in (data.val, data.test):
