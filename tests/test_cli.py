@@ -111,8 +111,15 @@ def test_help_lists_every_group_and_its_options(tmp_path):
 
 
 def test_top_level_help_lists_subcommands(tmp_path):
+    """Every command the dispatcher runs has its line under "commands:" in `deeprob --help`, and no other."""
+    from deeprob_cli.__main__ import HYDRA_COMMANDS, PLAIN_COMMANDS
+
     out = run_cli("--help", cwd=tmp_path).stdout
-    assert "train" in out and "eval" in out
+    assert out == run_cli("help", cwd=tmp_path).stdout == run_cli(cwd=tmp_path).stdout
+    section = out.split("commands:\n", 1)[1].split("\n\n", 1)[0]
+    listed = [line.split()[0] for line in section.splitlines() if line.startswith("  ") and line[2] != " "]
+    assert sorted(listed) == sorted([*HYDRA_COMMANDS, *PLAIN_COMMANDS])
+    assert len(HYDRA_COMMANDS) + len(PLAIN_COMMANDS) >= 6  # train, init-stats, eval, compare, plot, lab
     bad = run_cli("frobnicate", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "unknown command 'frobnicate'" in bad.stderr
 
