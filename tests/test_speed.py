@@ -80,21 +80,33 @@ def test_fp32_autocast_is_a_no_op_and_plain_cpu_keeps_nchw():
         assert model(torch.rand(2, 3, 8, 8)).dtype == torch.float32
 
 
-@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 5e-2)])
-def test_channels_last_gives_the_same_outputs_and_gradients(dtype, tol):
-    torch.manual_seed(0)
-    model = ConvNet((3, 16, 16), 10, torch.nn.ReLU, widths=(8, 16), pool="first")
-    x, y = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))
+@pytest.mark.parametrize("precision, tol", [("fp32", 1e-5), ("bf16", 5e-2)])
+def test_channels_last_gives_the_same_outputs_and_gradients(precision, tol):
+    """Through Speed (what train.py and eval use): with trainer.channels_last=true the weights and the batch the
+    first convolution sees are NHWC, and outputs and gradients equal the NCHW run's within the dtype's rounding."""
+    x, y = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,), generator=torch.Generator().manual_seed(1))
     results = []
-    for layout in (torch.contiguous_format, torch.channels_last):
-        model.zero_grad()
-        model.to(memory_format=layout)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-            logits = model(x.contiguous(memory_format=layout))
-            F.cross_entropy(logits, y).backward()
-        results.append((logits.float(), model.conv1_1.weight.grad.clone()))
-    (a, ga), (b, gb) = results
-    assert torch.allclose(a, b, atol=tol, rtol=tol)
+    for setting in (False, True):
+        torch.manual_seed(0)
+        model = ConvNet((3, 16, 16), 10, torch.nn.ReLU, widths=(8, 16), pool="first")
+        speed = Speed(make_cfg(f"trainer.precision={precision}", f"trainer.channels_last={setting}").trainer, CPU)
+        net = speed.prepare(model)
+        seen = []  # the memory format of each batch that reaches the first convolution
+        model.conv1_1.register_forward_pre_hook(
+            lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+        with speed.autocast():  # a training step, as train_step runs it
+            logits = net(speed.layout(x))
+            loss = F.cross_entropy(logits, y)
+        loss.backward()
+        wrapped = speed.wrap(model).eval()  # evaluation: layout and autocast inside the wrapper
+        with torch.no_grad():
+            evaluated = wrapped(x)
+        assert speed.channels_last is setting and seen == [setting, setting]
+        assert model.conv1_1.weight.is_contiguous(memory_format=torch.channels_last) is setting
+        assert logits.dtype == evaluated.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+        results.append((logits.float(), evaluated.float(), model.conv1_1.weight.grad.clone()))
+    (a, ea, ga), (b, eb, gb) = results
+    assert torch.allclose(a, b, atol=tol, rtol=tol) and torch.allclose(ea, eb, atol=tol, rtol=tol)
     assert torch.allclose(ga, gb, atol=tol * ga.abs().max().item(), rtol=tol)
 
 
