@@ -131,6 +131,38 @@ def test_bf16_run_trains_with_finite_loss_and_records_its_precision(tmp_path):
     assert torch.isfinite(torch.tensor(s["train_loss"])) and s["val_acc"] > 0.5  # synthetic classes are separable
 
 
+# ---------------------------------------------------------------- histogram sampling (monitor.HIST_SAMPLES)
+
+def test_histograms_bin_an_even_sample_of_a_large_tensor_and_all_of_a_small_one(tmp_path):
+    """A tensor over HIST_SAMPLES values is binned from an evenly strided sample: at most HIST_SAMPLES values, more
+    than half of them, spanning the whole range with the full tensor's mean; a smaller one is binned whole
+    (non-finite values dropped). Read back from the event file as TensorBoard shows it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from deeprob_cli.monitor import HIST_SAMPLES, Monitor
+
+    n = 3 * HIST_SAMPLES + 6
+    ramp = torch.linspace(-3.0, 5.0, n)  # sorted: a sample of the first (or last) values would miss one end
+    small = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    small[7], small[8] = float("inf"), float("nan")
+    monitor = Monitor(tmp_path, torch.nn.Linear(1, 1), torch.nn.ReLU, hist_every=0)
+    monitor.histogram("ramp", ramp.reshape(-1, 6), 0)  # any shape: flattened first
+    monitor.histogram("small", small, 0)
+    monitor.close()
+    acc = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0})
+    acc.Reload()
+    big, whole = acc.Histograms("ramp")[0].histogram_value, acc.Histograms("small")[0].histogram_value
+
+    spacing = 8.0 / (n - 1)  # between neighbouring ramp values
+    assert HIST_SAMPLES // 2 < big.num <= HIST_SAMPLES
+    assert big.min == pytest.approx(-3.0) and 5.0 - big.max <= (n / big.num) * spacing + 1e-6  # the whole range
+    assert big.sum / big.num == pytest.approx(ramp.mean().item(), abs=(n / big.num) * spacing)
+    finite = small[torch.isfinite(small)]
+    assert whole.num == finite.numel() == 998
+    assert whole.min == pytest.approx(finite.min().item()) and whole.max == pytest.approx(finite.max().item())
+    assert whole.sum == pytest.approx(finite.sum().item(), abs=1e-3)
+
+
 # ---------------------------------------------------------------- experiment presets
 
 def test_fast_preset_chooses_the_groups_it_names():
