@@ -131,6 +131,30 @@ def test_bf16_run_trains_with_finite_loss_and_records_its_precision(tmp_path):
     assert torch.isfinite(torch.tensor(s["train_loss"])) and s["val_acc"] > 0.5  # synthetic classes are separable
 
 
+@pytest.mark.slow
+def test_compiled_run_computes_what_the_eager_run_does(tmp_path):
+    """trainer.compile=true: torch.compile (inductor) really traces the model, and the run's numbers match the
+    eager run's to float32 rounding (fused kernels reorder sums). About half a minute of compiling."""
+    import shutil
+
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+        pytest.skip("torch.compile's inductor backend needs a C++ compiler on the CPU; none is installed")
+    common = [*FAST, "trainer.precision=fp32", "log.hist_every=0"]
+    eager = train_in_process(tmp_path / "eager", *common)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = train_in_process(tmp_path / "compiled", *common, "trainer.compile=true")
+    assert eager["compile"] is False and compiled["compile"] is True
+    assert counters["stats"]["unique_graphs"] >= 1  # a graph was captured: the step ran the compiled module
+    assert compiled["steps"] == eager["steps"]
+    for key in ("train_loss", "val_loss"):
+        assert compiled[key] == pytest.approx(eager[key], rel=1e-3), key
+    assert abs(compiled["val_acc"] - eager["val_acc"]) <= 2 / 256  # at most two of 256 predictions flip
+
+
 # ---------------------------------------------------------------- histogram sampling (monitor.HIST_SAMPLES)
 
 def test_histograms_bin_an_even_sample_of_a_large_tensor_and_all_of_a_small_one(tmp_path):
