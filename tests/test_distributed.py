@@ -1,7 +1,11 @@
 """Multi-process training under torchrun (DDP, gloo on CPU): one run folder, rank 0 writes, replicas agree."""
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+import uuid
 
 import pytest
 import torch
@@ -44,6 +48,58 @@ def test_two_processes_train_one_run_with_identical_replicas(tmp_path):
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     model, _ = restore(state, OmegaConf.create(state["config"]), torch.device("cpu"))  # plain keys: loadable
     assert distributed.parameter_digest(model) == digests[0]
+
+
+def _pid_with(env: dict) -> int | None:
+    """The pid of this user's process whose environment holds every NAME=VALUE of env (read from /proc)."""
+    wanted = {f"{k}={v}".encode() for k, v in env.items()}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                held = set(open(f"/proc/{entry}/environ", "rb").read().split(b"\0"))
+            except OSError:  # gone, or another user's
+                continue
+            if wanted <= held:
+                return int(entry)
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds rank 1's process through /proc (Linux)")
+def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    """A scheduler's SIGTERM that reaches rank 1 alone: rank 0 learns of it at the next step (StopSignals shared by an
+    all-reduce), so both stop after the same step, rank 0 writes that step's checkpoint and an interrupted summary."""
+    mark = uuid.uuid4().hex  # finds this test's own workers among every process of the machine
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1",
+           "DEEPROB_TEST_MARK": mark}
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "deeprob_cli", "train", *DDP, "trainer.epochs=100", "trainer.checkpoint_every=2",
+                             "hydra.run.dir=run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not (run / "checkpoints" / "last.pt").exists():  # the ranks are in the loop: step 2 was taken
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.05)
+        rank1 = _pid_with({"DEEPROB_TEST_MARK": mark, "RANK": "1"})
+        assert rank1 is not None and rank1 != _pid_with({"DEEPROB_TEST_MARK": mark, "RANK": "0"})
+        os.kill(rank1, signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert (run / "summary.json").is_file(), err[-3000:]
+    s = summary(run)
+    assert s["status"] == "interrupted" and s["signal"] == "SIGTERM", s
+    assert 2 <= s["steps"] < 100 * 8 and s["world_size"] == 2
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["progress"]["step"] == s["steps"]
+    # each rank that got to say so names the step it stopped after: rank 1 always, rank 0 unless torchrun's own
+    # SIGTERM (sent once rank 1 has exited) ends it first; summary.json is rank 0's word
+    said = [int(n) for n in re.findall(r"deeprob train: interrupted: SIGTERM at step (\d+)", out + err)]
+    assert said and set(said) == {s["steps"]}, (said, err[-3000:])
 
 
 @pytest.mark.slow
