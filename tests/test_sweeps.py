@@ -32,7 +32,8 @@ def test_joblib_launcher_runs_a_2x2_grid_in_parallel(tmp_path):
     cores = os.cpu_count() or 1
     share = max(1, cores // 2)
     result = run_cli("train", "-m", "activation=relu,tanh", "init=xavier,kaiming", *TINY,
-                     "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "+hydra.callbacks.probe._target_=sweep_probe.Probe",
+                     "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                     "+hydra.callbacks.probe._target_=sweep_probe.Probe",
                      cwd=tmp_path, env=dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS"), str(share + 2)))
     runs = _grid_is_complete(tmp_path)
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
@@ -46,7 +47,8 @@ def test_joblib_launcher_runs_a_2x2_grid_in_parallel(tmp_path):
     assert overlapping, spans  # at least two runs trained at the same time
 
 
-@pytest.mark.parametrize("threads, n_jobs, expected", [(None, 2, "half"), (None, -1, 1), (3, 2, 3), (None, None, "unchanged")])
+@pytest.mark.parametrize("threads, n_jobs, expected",
+                         [(None, 2, "half"), (None, -1, 1), (3, 2, 3), (None, None, "unchanged")])
 def test_threads_are_shared_among_a_launcher_jobs_unless_set(threads, n_jobs, expected):
     """trainer.threads wins; else cores ÷ n_jobs (n_jobs=-1: one job per core); no launcher: torch's own default."""
     before = torch.get_num_threads()
