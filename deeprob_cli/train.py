@@ -255,7 +255,8 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
         log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
         overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
         monitor.text(OmegaConf.to_yaml(cfg, resolve=True), " ".join(["deeprob train", *overrides]))  # the Text tab
-    run.facts = {"device": str(device), **speed.record(), "params": params, "batch_size": batch_size,
+    run.facts = {"device": str(device), **speed.record(), "threads": torch.get_num_threads(), "params": params,
+                 "batch_size": batch_size,
                  "seed": cfg.trainer.seed, "world_size": distributed.world_size(),
                  "effective_batch_size": effective_batch, "choices": choices}
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
