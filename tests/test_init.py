@@ -196,6 +196,18 @@ def test_zero_residual_needs_a_residual_model(model):
     check(make_cfg("dataset=synthetic", "model=resnet", "init.zero_residual=true"))  # the same setting fits a resnet
 
 
+@pytest.mark.parametrize("args, word", [(["init.zero_residual=true"], "zero_residual=true needs residual blocks"),
+                                         (["init=fixup"], "needs a residual model without normalization")])
+def test_init_stats_refuses_what_its_stack_of_linear_layers_cannot_hold(args, word):
+    """The same declared needs, checked before Hydra starts: init-stats' stack has no residual blocks."""
+    from deeprob_cli.config import precheck
+
+    with pytest.raises(UserError, match=rf"^init=\w+: {word}, and the init-stats stack \(Linear → activation layers\) "
+                                        rf"has none"):
+        precheck(args, "init_stats")
+    precheck(["init.zero_residual=false"], "init_stats")  # what it can hold passes
+
+
 def _layer_variances(model, x):
     variances = []
     hooks = [layer.register_forward_hook(lambda m, i, o: variances.append(o.var().item()))
