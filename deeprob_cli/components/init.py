@@ -279,5 +279,6 @@ def fixup(model, *, activation=None, batch=None, mode: Mode = "fan_in", bias: Bi
     nn.init.zeros_(head.bias)
 
 
+# fixup has no zero_residual setting (it zeroes every branch by definition): its own need replaces scheme's
 fixup.needs = lambda node: ("unnormalized_residual", "needs a residual model without normalization",
                             "use model=resnet model.norm=none, or init=kaiming otherwise")
