@@ -168,6 +168,11 @@ def precheck(args, config_name: str = "train"):
         check_stack(cfg.init_stats)
         for key, node in (("activation", cfg.activation), ("init", cfg.init)):
             check_option(node, key)
+        needs = getattr(get_object(cfg.init._target_), "needs", None)
+        unmet = needs(cfg.init) if needs else None
+        if unmet:  # init-stats' stack is Linear → activation layers only: it provides nothing an init may need
+            raise UserError(f"init={cfg.init._target_.rsplit('.', 1)[-1]}: {unmet[1]}, and the init-stats stack "
+                            f"(Linear → activation layers) has none; measure it with deeprob train instead")
     else:
         check(cfg)
     build(cfg.activation, "activation", _partial_=False)  # the data-free components' own checks

@@ -8,9 +8,15 @@ Regularizers that change a model (conf/regularizer/) find their places here: `Dr
 """
 import math
 from collections import OrderedDict
+from typing import Annotated
 
 import torch
 from torch import nn
+
+from .validate import Choice, Range
+
+Norm = Annotated[str, Choice("batch", "none")]
+Width = Annotated[int, Range(1, integer=True)]
 
 
 def in_factor(activation) -> int:
@@ -21,9 +27,8 @@ def in_factor(activation) -> int:
 def _norm(kind: str, channels: int, dims: int):
     if kind == "batch":
         return nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"model.norm: {kind!r} is not one of batch, none")
+    assert kind == "none", kind  # Norm declares the choices
+    return nn.Identity()
 
 
 class DropoutSlot(nn.Identity):
@@ -39,10 +44,12 @@ class MLP(nn.Sequential):
 
     @staticmethod
     def provides(cfg) -> set:
-        """What regularizers and preprocessing may rely on (config.check_fits): flat inputs, hidden FC layers."""
-        return {"flat_input"} | ({"fc_hidden"} if cfg.get("depth", 0) > 0 else set())
+        """What regularizers and preprocessing may rely on (config.check_fits): flat inputs, hidden FC layers and a
+        place to drop units after them."""
+        return {"flat_input"} | ({"fc_hidden", "unit_dropout"} if cfg.get("depth", 0) > 0 else set())
 
-    def __init__(self, in_shape, num_classes, activation, depth=3, width=512, norm="none"):
+    def __init__(self, in_shape, num_classes, activation, depth: Annotated[int, Range(0, integer=True)] = 3,
+                 width: Width = 512, norm: Norm = "none"):
         k = in_factor(activation)
         layers = OrderedDict(flatten=nn.Flatten())
         features = in_shape[0] * in_shape[1] * in_shape[2]
@@ -68,14 +75,15 @@ class ConvNet(nn.Sequential):
 
     @staticmethod
     def provides(cfg) -> set:
-        return {"conv", "max_pool"}
+        return {"conv", "max_pool", "unit_dropout"}
 
     test_samples = 1
 
-    def __init__(self, in_shape, num_classes, activation, widths=(32, 64, 128), convs_per_stage=2, norm="batch",
-                 pool="last"):
-        if pool not in ("last", "first"):
-            raise ValueError(f"model.pool: {pool!r} is not one of last, first")
+    def __init__(self, in_shape, num_classes, activation, widths: list[int] = (32, 64, 128),
+                 convs_per_stage: Width = 2, norm: Norm = "batch",
+                 pool: Annotated[str, Choice("last", "first")] = "last"):
+        if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+            raise ValueError(f"widths: {list(widths)!r} is not allowed; expected a list of positive integers")
         k = in_factor(activation)
         layers = OrderedDict()
         channels, size = in_shape[0], min(in_shape[1], in_shape[2])
@@ -149,12 +157,14 @@ class ResNet(nn.Module):
 
     @staticmethod
     def provides(cfg) -> set:
-        return {"conv", "residual"} | ({"unnormalized_residual"} if cfg.get("norm", "batch") == "none" else set())
+        return ({"conv", "residual", "unit_dropout"}
+                | ({"unnormalized_residual"} if cfg.get("norm", "batch") == "none" else set()))
 
-    def __init__(self, in_shape, num_classes, activation, depth=20, width=16, norm="batch"):
+    def __init__(self, in_shape, num_classes, activation, depth: Annotated[int, Range(8, integer=True)] = 20,
+                 width: Width = 16, norm: Norm = "batch"):
         super().__init__()
-        if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"model.depth: {depth} is not of the form 6n+2 with n ≥ 1 (8, 14, 20, 32, 44, 56, ...)")
+        if (depth - 2) % 6:
+            raise ValueError(f"depth: {depth} is not of the form 6n+2 with n ≥ 1 (8, 14, 20, 32, 44, 56, ...)")
         if in_factor(activation) != 1:
             raise ValueError("model=resnet: a gated activation cannot feed a residual sum of equal widths; "
                              "use model=mlp or model=convnet with it")

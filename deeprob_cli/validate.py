@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Range:
-    """A number in [low, high] (either end open, either end absent); integer=True for whole numbers only."""
+    """A number in [low, high] (either end open, either end absent); integer=True for whole numbers only; `what`
+    names the quantity in the error ("a probability" → "expected a probability in [0, 1]")."""
 
     low: float | None = None
     high: float | None = None
@@ -26,6 +27,7 @@ class Range:
     high_open: bool = False
     integer: bool = False
     nullable: bool = False
+    what: str | None = None
 
     def allows(self, value) -> bool:
         if value is None:
@@ -41,8 +43,8 @@ class Range:
         return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
 
     def describe(self) -> str:
-        kind = "an integer" if self.integer else "a number"
-        if self.integer and self.low == 1 and self.high is None and not self.low_open:
+        kind = self.what or ("an integer" if self.integer else "a number")
+        if self.what is None and self.integer and self.low == 1 and self.high is None and not self.low_open:
             return ("null or " if self.nullable else "") + "a positive integer"
         if self.low is not None and self.high is not None:
             text = f"{kind} in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}{')' if self.high_open else ']'}"
@@ -50,6 +52,8 @@ class Range:
             text = f"{kind} {'>' if self.low_open else '≥'} {_num(self.low)}"
         elif self.high is not None:
             text = f"{kind} {'<' if self.high_open else '≤'} {_num(self.high)}"
+        elif self.what is not None:
+            text = self.what
         else:
             text = f"a finite {kind[2:] if kind.startswith('a ') else kind[3:]}"
         return ("null or " + text) if self.nullable else text

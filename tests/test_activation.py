@@ -9,10 +9,10 @@ from conftest import FAST
 from conftest import make_cfg as compose
 from deeprob_cli import UserError
 from deeprob_cli.components.activation import SwiGLU, materialize
-from deeprob_cli.config import CONFIG_DIR, build
+from deeprob_cli.config import build, option_names
 
-OPTIONS = sorted(p.stem for p in (CONFIG_DIR / "activation").glob("*.yaml"))
-MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
+OPTIONS = option_names("activation")
+MODELS = option_names("model")
 # small models so that 10 activations × 3 models train a step in a few seconds
 SMALL = {"mlp": ["model.width=32", "model.depth=2"], "convnet": ["model.widths=[8,16]"],
          "resnet": ["model.depth=8", "model.width=4"]}
@@ -108,7 +108,7 @@ def test_gelu_approximations():
     torch.testing.assert_close(sig, x * torch.sigmoid(1.702 * x), rtol=0, atol=1e-15)
     assert (sig - exact).abs().max().item() < 0.021
     torch.testing.assert_close(tanh, nn.functional.gelu(x, approximate="tanh"))
-    with pytest.raises(UserError, match=r"activation.approximate: 'erf' is not one of none, tanh, sigmoid"):
+    with pytest.raises(UserError, match=r"^activation\.approximate: 'erf' is not allowed; expected one of none, tanh, sigmoid$"):
         instance("gelu", "activation.approximate=erf")
 
 

@@ -8,9 +8,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from conftest import FAST, run_cli, run_dirs
 from deeprob_cli.components import augment as A
-from deeprob_cli.config import CONFIG_DIR, build
+from deeprob_cli.config import CONFIG_DIR, build, option_names
 
-OPTIONS = sorted(p.stem for p in (CONFIG_DIR / "augment").glob("*.yaml") if p.stem != "none")
+OPTIONS = [name for name in option_names("augment") if name != "none"]
 
 
 def images(n=16, size=16, seed=0):
@@ -87,7 +87,7 @@ def test_resnet_scale_crops_the_image_size_out_of_a_random_short_side():
     assert centre_x.min() < 24 / 2 - 3 and centre_x.max() > 24 / 2 + 3  # random positions
     x = images().float() / 255
     assert torch.equal(A.ResNetScale(short_side=(1.0, 1.0))(x, torch.Generator().manual_seed(0)), x)
-    with pytest.raises(ValueError, match=r"^augment\.resnet_scale\.short_side: \[0\.5, 2\.0\] is not allowed"):
+    with pytest.raises(ValueError, match=r"^short_side: \[0\.5, 2\.0\] is not allowed"):
         A.ResNetScale(short_side=(0.5, 2.0))
 
 

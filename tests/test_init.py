@@ -11,11 +11,11 @@ from torch import nn
 from conftest import make_cfg
 from deeprob_cli import UserError
 from deeprob_cli.components import init
-from deeprob_cli.config import CONFIG_DIR, build
+from deeprob_cli.config import CONFIG_DIR, build, check, option_names
 from deeprob_cli.models import MLP, BasicBlock, ResNet
 
-OPTIONS = sorted(p.stem for p in (CONFIG_DIR / "init").glob("*.yaml"))
-MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
+OPTIONS = option_names("init")
+MODELS = option_names("model")
 SHAPE = (3, 16, 16)
 
 
@@ -49,9 +49,9 @@ def test_every_option_initializes_every_model(option, model_name):
     cfg, model, activation = _model(*overrides)
     torch.manual_seed(0)
     batch = torch.randn(32, *SHAPE)
-    if option == "fixup" and not residual:
+    if option == "fixup" and not residual:  # refused by the declared need, before any model is built
         with pytest.raises(UserError, match=r"^init=fixup: needs a residual model without normalization"):
-            build(cfg.init, "init")(model, activation=activation(), batch=batch)
+            check(cfg)
         return
     build(cfg.init, "init")(model, activation=activation(), batch=batch)
 
@@ -173,8 +173,8 @@ def test_zero_residual_blocks_start_as_identity(option, norm):
     x = torch.randn(8, *SHAPE)
     if option == "fixup":  # always zero-residual; needs norm=none
         if norm == "batch":
-            with pytest.raises(UserError, match="model.norm=none"):
-                init.fixup(model, activation=nn.ReLU(), bias=0.01)
+            with pytest.raises(UserError, match=r"^init=fixup: .*\(model\.norm=batch\); use model=resnet model\.norm=none"):
+                check(make_cfg("dataset=synthetic", "model=resnet", "init=fixup"))
             return
         init.fixup(model, activation=nn.ReLU(), bias=0.01)
     else:
@@ -188,9 +188,24 @@ def test_zero_residual_blocks_start_as_identity(option, norm):
         h = out
 
 
-def test_zero_residual_needs_a_residual_model():
-    with pytest.raises(UserError, match=r"^init\.zero_residual: .*model=resnet"):
-        init.kaiming(MLP(SHAPE, 4, nn.ReLU), activation=nn.ReLU(), zero_residual=True)
+@pytest.mark.parametrize("model", ["mlp", "convnet"])
+def test_zero_residual_needs_a_residual_model(model):
+    with pytest.raises(UserError, match=r"^init=kaiming: zero_residual=true needs residual blocks and model \w+ has "
+                                        r"none.*; use model=resnet, or init\.zero_residual=false$"):
+        check(make_cfg("dataset=synthetic", f"model={model}", "init.zero_residual=true"))
+    check(make_cfg("dataset=synthetic", "model=resnet", "init.zero_residual=true"))  # the same setting fits a resnet
+
+
+@pytest.mark.parametrize("args, word", [(["init.zero_residual=true"], "zero_residual=true needs residual blocks"),
+                                         (["init=fixup"], "needs a residual model without normalization")])
+def test_init_stats_refuses_what_its_stack_of_linear_layers_cannot_hold(args, word):
+    """The same declared needs, checked before Hydra starts: init-stats' stack has no residual blocks."""
+    from deeprob_cli.config import precheck
+
+    with pytest.raises(UserError, match=rf"^init=\w+: {word}, and the init-stats stack \(Linear → activation layers\) "
+                                        rf"has none"):
+        precheck(args, "init_stats")
+    precheck(["init.zero_residual=false"], "init_stats")  # what it can hold passes
 
 
 def _layer_variances(model, x):
@@ -231,9 +246,9 @@ def test_lsuv_on_the_lecture_stack_with_tanh():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("init.mode=sideways", r"^init\.mode: 'sideways' is not one of fan_in, fan_out$"),
-    ("init.distribution=cauchy", r"^init\.distribution: 'cauchy' is not one of normal, uniform$"),
-    ("init.bias=high", r"^init\.bias: 'high' is not allowed; expected a finite number$"),
+    ("init.mode=sideways", r"^init\.mode: 'sideways' is not allowed; expected one of fan_in, fan_out$"),
+    ("init.distribution=cauchy", r"^init\.distribution: 'cauchy' is not allowed; expected one of normal, uniform$"),
+    ("init.bias=high", r"^init\.bias: 'high' is not allowed; expected null or a finite number$"),
 ])
 def test_bad_parameters_are_one_line_user_errors(override, message):
     cfg, model, activation = _model("init=kaiming", "model=mlp", override)
@@ -242,13 +257,22 @@ def test_bad_parameters_are_one_line_user_errors(override, message):
 
 
 def test_unknown_parameter_lists_the_allowed_ones():
-    with pytest.raises(UserError, match=r"^init\.stdd: not a parameter of init=normal; allowed: std, bias, zero_res"):
-        init.normal(nn.Linear(2, 2), stdd=0.1)
+    node = OmegaConf.merge(OmegaConf.load(CONFIG_DIR / "init" / "normal.yaml"), {"stdd": 0.1})
+    with pytest.raises(UserError, match=r"^init\.stdd: no such parameter of normal; it takes: .*std, bias, zero_residual$"):
+        build(node, "init")
+
+
+def test_bias_null_keeps_the_layers_own_bias():
+    """Every option's YAML says `bias: null` keeps the layer's own bias: the declared type allows it."""
+    cfg, model, activation = _model("init=kaiming", "model=mlp", "init.bias=null")
+    before = model.fc1.bias.clone()
+    build(cfg.init, "init")(model, activation=activation(), batch=None)
+    assert torch.equal(model.fc1.bias, before)
 
 
 # ---------------------------------------------------------------- gains that keep the second moment
 
-ACTIVATIONS = sorted(p.stem for p in (CONFIG_DIR / "activation").glob("*.yaml"))
+ACTIVATIONS = option_names("activation")
 BOUNDED = {"tanh", "sigmoid"}  # E[f(g·z)²] < 1 for every g: torch's conventional gains
 
 

@@ -84,7 +84,7 @@ def test_cli_sweep_writes_stats_png_and_histograms(tmp_path):
 def test_cli_mistake_is_one_line(tmp_path):
     result = run_cli("init-stats", "init=kaiming", "init.mode=sideways", cwd=tmp_path, check=False)
     assert result.returncode == 2
-    assert result.stderr.strip() == "deeprob init-stats: error: init.mode: 'sideways' is not one of fan_in, fan_out"
+    assert result.stderr.strip() == "deeprob init-stats: error: init.mode: 'sideways' is not allowed; expected one of fan_in, fan_out"
 
 
 @pytest.mark.parametrize("override, message", [

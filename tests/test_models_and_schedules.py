@@ -42,6 +42,17 @@ def test_resnet_depth_is_6n_plus_2():
               activation=nn.ReLU)
 
 
+@pytest.mark.parametrize("override, message", [
+    ("model.widths=[0,4]", r"^model\.widths: \[0, 4\] is not allowed; expected a list of positive integers$"),
+    ("model.pool=middle", r"^model\.pool: 'middle' is not allowed; expected one of last, first$"),
+    ("model.norm=layer", r"^model\.norm: 'layer' is not allowed; expected one of batch, none$"),
+])
+def test_convnet_parameters_are_refused_in_one_line_naming_the_key(override, message):
+    cfg = make_cfg("model=convnet", override)
+    with pytest.raises(UserError, match=message):
+        build(cfg.model, "model", in_shape=(3, 8, 8), num_classes=2, activation=nn.ReLU)
+
+
 def test_resnet_without_norm_has_fixups_scalars_acting_where_the_paper_puts_them():
     """norm=none: each block has bias1a, bias1b, bias2a, bias2b (0) and scale (1): the plain block at first;
     F = scale·conv2(act(conv1(x + b1a) + b1b) + b2a) + b2b and the shortcut sees x + b1a. norm=batch: none."""

@@ -9,10 +9,10 @@ import torch
 from conftest import FAST, make_cfg, run_cli, summary
 from deeprob_cli import UserError
 from deeprob_cli.components import preprocess as P
-from deeprob_cli.config import CONFIG_DIR, build, check
+from deeprob_cli.config import build, check, option_names
 from deeprob_cli.data import load_data
 
-OPTIONS = sorted(p.stem for p in (CONFIG_DIR / "preprocess").glob("*.yaml"))
+OPTIONS = option_names("preprocess")
 SMALL = ["dataset=synthetic", "dataset.image_size=8", "dataset.num_train=1024", "dataset.val_size=256"]
 
 
@@ -62,6 +62,13 @@ def test_pca_decorrelates_with_the_eigenvalues_on_the_diagonal(train_images):
     assert (c - torch.diag(c.diag())).abs().max() < 1e-5 * c.diag().max()
     assert torch.allclose(c.diag(), values.clamp_min(0), atol=1e-5)
     assert P.PCA(components=10).fit(train_images).output_shape((3, 8, 8)) == (10, 1, 1)
+
+
+def test_pca_refuses_more_components_than_one_image_has_values(train_images):
+    dims = train_images[0].numel()  # known only once the data is there: the one check left to fit()
+    with pytest.raises(UserError, match=rf"^preprocess=pca: components={dims + 1} is more than the {dims} values of "
+                                        rf"one image; use at most {dims}$"):
+        P.PCA(components=dims + 1).fit(train_images)
 
 
 def test_whiten_covariance_is_identity_and_follows_the_zca_formula(train_images):

@@ -19,12 +19,12 @@ from deeprob_cli.components.regularizer import (L1, L2, CutMix, Cutout, DropConn
                                                 ElasticNet, ExpectedDepth, FractionalPool, LabelSmoothing, Mixup,
                                                 StochasticDepth, VanillaDropout, batch_mixer, decayed_weights,
                                                 loss_function)
-from deeprob_cli.config import CONFIG_DIR, check
+from deeprob_cli.config import check, option_names
 from deeprob_cli.evaluate import restore
 from deeprob_cli.models import MLP, BasicBlock, ConvNet, ResNet
 from deeprob_cli.train import train
 
-OPTIONS = sorted(p.stem for p in (CONFIG_DIR / "regularizer").glob("*.yaml"))
+OPTIONS = option_names("regularizer")
 MODELS = {"mlp": ["model.width=32", "model.depth=2"], "convnet": ["model.widths=[8,16]"],
           "resnet": ["model.depth=8", "model.width=8"]}
 # (regularizer overrides, model) pairs that cannot apply, and a word of the one-line error
@@ -33,7 +33,8 @@ REFUSED = [(["regularizer=stochastic_depth"], "mlp", "residual"), (["regularizer
            (["regularizer=dropconnect", "model.depth=0"], "mlp", "hidden"),
            (["regularizer=fractional_pool"], "mlp", "max-pooling"),
            (["regularizer=fractional_pool"], "resnet", "max-pooling"),
-           (["regularizer=dropout", "regularizer.dropout.conv_p=0.2"], "mlp", "conv_p")]
+           (["regularizer=dropout", "regularizer.dropout.conv_p=0.2"], "mlp", "conv_p"),
+           (["regularizer=dropout", "model.depth=0"], "mlp", "after a hidden layer")]
 TINY = ["dataset=synthetic", "dataset.num_train=96", "dataset.val_size=32", "dataset.num_test=0",
         "dataset.image_size=8", "trainer.epochs=1", "trainer.batch_size=32", "log.hist_every=0", "trainer.device=cpu"]
 tanh = partial(nn.Tanh)
@@ -297,7 +298,7 @@ def test_dropout_scale_test_puts_vanilla_dropout_and_scales_at_test():
         for name in ("fc2", "head"):
             twin.get_submodule(name).weight.mul_(0.6)
         assert torch.allclose(model.eval()(x), twin.eval()(x), atol=1e-6)
-    with pytest.raises(ValueError, match="scale: test has no alpha-dropout form"):
+    with pytest.raises(ValueError, match="^regularizer=dropout: scale=test has no alpha-dropout form"):
         Dropout(p=0.1, scale="test").apply(MLP((1, 4, 4), 3, partial(nn.SELU), depth=1, width=4), nn.SELU())
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from conftest import FAST, make_cfg, summary
 from deeprob_cli import UserError
-from deeprob_cli.config import CONFIG_DIR
+from deeprob_cli.config import CONFIG_DIR, build
 from deeprob_cli.models import ConvNet
 from deeprob_cli.speed import Speed, cpu_flags, cpu_has_bf16, pick_precision
 from deeprob_cli.train import train
@@ -115,8 +115,9 @@ def test_pool_first_halves_the_resolution_after_each_stage_first_conv():
     names = [n for n, _ in model.named_children()]
     assert names.index("pool1") == names.index("act1_1") + 1 and names.index("pool2") == names.index("act2_1") + 1
     assert model(torch.rand(2, 3, 16, 16)).shape == (2, 10)
-    with pytest.raises(ValueError, match="model.pool"):
-        ConvNet((3, 16, 16), 10, torch.nn.ReLU, pool="middle")
+    with pytest.raises(UserError, match="^model.pool: 'middle' is not allowed; expected one of last, first$"):
+        build(make_cfg("model=convnet", "model.pool=middle").model, "model", in_shape=(3, 16, 16), num_classes=10,
+              activation=torch.nn.ReLU)
 
 
 def train_in_process(out: Path, *overrides) -> dict:

@@ -11,12 +11,12 @@ from torch import nn
 from conftest import FAST, run_cli, summary
 from deeprob_cli.components import tta as T
 from deeprob_cli.components.preprocess import Identity
-from deeprob_cli.config import CONFIG_DIR, build
+from deeprob_cli.config import CONFIG_DIR, build, option_names
 from deeprob_cli.data import Split
 from deeprob_cli import UserError
 from deeprob_cli.evaluate import evaluate, pick_tta
 
-OPTIONS = sorted(p.stem for p in (CONFIG_DIR / "tta").glob("*.yaml"))
+OPTIONS = option_names("tta")
 VIEWS = {"none": 1, "flip": 2, "multicrop": 10, "mc_dropout": 10, "multiscale": 30}
 
 
@@ -86,7 +86,7 @@ def test_multiscale_crops_are_boxes_of_the_enlarged_image():
     centre = x[..., 4:12, 4:12]
     expected = F.interpolate(centre, scale_factor=2, mode="bilinear", align_corners=False)
     assert torch.allclose(views[9][..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1], atol=1e-5)  # s = 2, centre
-    with pytest.raises(ValueError, match=r"^tta\.scales: \[0\.5\] is not allowed"):
+    with pytest.raises(ValueError, match=r"^scales: \[0\.5\] is not allowed"):
         T.MultiScale(scales=[0.5])
 
 

@@ -13,41 +13,29 @@ activation numerically and reads `init_gain` where a class of ours states a clos
 lazily) or one a single-input quadrature cannot give (SwiGLU's two factors).
 """
 import math
+from typing import Annotated
 
 import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
-GELU_APPROXIMATIONS = ("none", "tanh", "sigmoid")
+from ..validate import Choice
+
 SIGMOID_GELU_SCALE = 1.702  # x·σ(1.702x) ≈ x·Φ(x) (Hendrycks & Gimpel 2016, section 2; the lecture's form)
-
-
-def _number(key: str, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{key}: {value!r} is not allowed; expected a number")
-    return float(value)
-
-
-def _flag(key: str, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"{key}: {value!r} is not allowed; expected true or false")
-    return value
 
 
 class LeakyReLU(nn.LeakyReLU):
     """max(αx, x): torch's LeakyReLU with the lecture's name α for its slope."""
 
     def __init__(self, alpha: float = 0.1):
-        super().__init__(negative_slope=_number("activation.alpha", alpha))
+        super().__init__(negative_slope=float(alpha))
 
 
 class GELU(nn.GELU):
     """x·Φ(x); approximate=tanh is torch's tanh form, approximate=sigmoid the lecture's x·σ(1.702x)."""
 
-    def __init__(self, approximate: str = "none"):
-        if approximate not in GELU_APPROXIMATIONS:
-            raise ValueError(f"activation.approximate: {approximate!r} is not one of {', '.join(GELU_APPROXIMATIONS)}")
+    def __init__(self, approximate: Annotated[str, Choice("none", "tanh", "sigmoid")] = "none"):
         super().__init__(approximate=approximate)
 
     def forward(self, x):
@@ -67,8 +55,7 @@ class PReLU(LazyModuleMixin, nn.Module):
 
     def __init__(self, alpha: float = 0.25, per_channel: bool = True):
         super().__init__()
-        self.init = _number("activation.alpha", alpha)
-        self.per_channel = _flag("activation.per_channel", per_channel)
+        self.init, self.per_channel = float(alpha), per_channel
         self.init_gain = math.sqrt(2.0 / (1.0 + self.init ** 2))  # Kaiming's leaky-ReLU gain at the initial α
         if per_channel:
             self.num_parameters, self.weight = 0, UninitializedParameter()
@@ -91,8 +78,8 @@ class Swish(nn.Module):
 
     def __init__(self, beta: float = 1.0, learnable: bool = False):
         super().__init__()
-        beta = torch.tensor(_number("activation.beta", beta))
-        if _flag("activation.learnable", learnable):
+        beta = torch.tensor(float(beta))
+        if learnable:
             self.beta = nn.Parameter(beta)
         else:
             self.register_buffer("beta", beta)
@@ -115,7 +102,7 @@ class SwiGLU(nn.Module):
 
     def __init__(self, beta: float = 1.0):
         super().__init__()
-        self.register_buffer("beta", torch.tensor(_number("activation.beta", beta)))
+        self.register_buffer("beta", torch.tensor(float(beta)))
         self.init_gain = swiglu_gain(float(self.beta))
 
     def forward(self, x):

@@ -8,6 +8,7 @@ which has no batched form, runs torchvision's own per example.
 Try: deeprob train dataset=synthetic augment=[flip,crop,color_jitter]
 """
 import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -15,13 +16,24 @@ from torchvision.ops import roi_align
 from torchvision.transforms import v2
 from torchvision.utils import make_grid
 
+from ..validate import Choice, Range
+
+Spread = Annotated[float, Range(0)]  # a colour jitter's half-width a: factors drawn from [1 − a, 1 + a]
+
+
+def _interval(name: str, value, bounds: Range, rule: str) -> tuple:
+    """value as (low, high) with low ≤ high, both within bounds: a pair's elements and order, which a signature's
+    Range cannot say (ValueError naming the parameter only; config.build adds the option's key)."""
+    pair = tuple(value)
+    if len(pair) != 2 or not all(bounds.allows(v) for v in pair) or pair[0] > pair[1]:
+        raise ValueError(f"{name}: {list(pair)} is not allowed; expected [low, high] with {rule}")
+    return pair
+
 
 class Flip:
     """Mirror each image left-right with probability p."""
 
-    def __init__(self, p: float = 0.5):
-        if not 0 <= p <= 1:
-            raise ValueError(f"augment.flip.p: {p!r} is not allowed; expected a probability in [0, 1]")
+    def __init__(self, p: Annotated[float, Range(0, 1, what="a probability")] = 0.5):
         self.p = p
 
     def __call__(self, x, generator=None):
@@ -32,11 +44,8 @@ class Flip:
 class Crop:
     """Pad by `padding` pixels (reflect or zero), then take a crop of the original size at a random offset."""
 
-    def __init__(self, padding: int = 4, mode: str = "reflect"):
-        if mode not in ("reflect", "zero"):
-            raise ValueError(f"augment.crop.mode: {mode!r} is not one of reflect, zero")
-        if padding < 0:
-            raise ValueError(f"augment.crop.padding: {padding!r} is not allowed; expected an integer ≥ 0")
+    def __init__(self, padding: Annotated[int, Range(0, integer=True)] = 4,
+                 mode: Annotated[str, Choice("reflect", "zero")] = "reflect"):
         self.padding, self.mode = padding, mode
 
     def __call__(self, x, generator=None):
@@ -66,13 +75,9 @@ class Scale:
     "random crops and scales"; Szegedy et al. 2015's random-resized-crop), one box per example, bilinear
     resampling of all boxes at once with torchvision.ops.roi_align."""
 
-    def __init__(self, scale=(0.35, 1.0), ratio=(0.75, 4 / 3)):
-        scale, ratio = tuple(scale), tuple(ratio)
-        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"augment.scale.scale: {list(scale)} is not allowed; expected [low, high] with 0 < low ≤ high ≤ 1")
-        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"augment.scale.ratio: {list(ratio)} is not allowed; expected [low, high] with 0 < low ≤ high")
-        self.scale, self.ratio = scale, ratio
+    def __init__(self, scale: list[float] = (0.35, 1.0), ratio: list[float] = (0.75, 4 / 3)):
+        self.scale = _interval("scale", scale, Range(0, 1, low_open=True), "0 < low ≤ high ≤ 1")
+        self.ratio = _interval("ratio", ratio, Range(0, low_open=True), "0 < low ≤ high")
 
     def boxes(self, n, h, w, generator, device):
         """(n, 4) boxes x1, y1, x2, y2 in pixel units: area fraction ~ U(scale), log aspect ~ U(log ratio)."""
@@ -96,13 +101,9 @@ class ResNetScale:
     Unlike `scale` (random area and aspect ratio) the aspect ratio is kept and the crop is never smaller than
     the output. Batched: the crop of the resized image is a box of the original, resampled with roi_align."""
 
-    def __init__(self, short_side=(256 / 224, 480 / 224)):
-        short_side = tuple(short_side)
-        if len(short_side) != 2 or not all(isinstance(v, (int, float)) for v in short_side) \
-                or not 1 <= short_side[0] <= short_side[1]:
-            raise ValueError(f"augment.resnet_scale.short_side: {list(short_side)} is not allowed; expected "
-                             f"[low, high] with 1 ≤ low ≤ high (short side / crop side)")
-        self.short_side = short_side
+    def __init__(self, short_side: list[float] = (256 / 224, 480 / 224)):
+        self.short_side = _interval("short_side", short_side, Range(1),
+                                    "1 ≤ low ≤ high (short side / crop side)")
 
     def boxes(self, n, h, w, generator, device):
         """(n, 4) boxes x1, y1, x2, y2 in the original image: the h×w crop of the image resized by L/min(h, w)."""
@@ -131,12 +132,8 @@ class ColorJitter:
     applied in that fixed order with torchvision's formulas, batched. Deviation: torchvision draws a random
     order of the four per call; a per-example order would need 24 batched branches."""
 
-    def __init__(self, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1):
-        for key, value, top in (("brightness", brightness, None), ("contrast", contrast, None),
-                                ("saturation", saturation, None), ("hue", hue, 0.5)):
-            if not (isinstance(value, (int, float)) and value >= 0 and (top is None or value <= top)):
-                raise ValueError(f"augment.color_jitter.{key}: {value!r} is not allowed; expected a number ≥ 0"
-                                 + (f" and ≤ {top}" if top else ""))
+    def __init__(self, brightness: Spread = 0.4, contrast: Spread = 0.4, saturation: Spread = 0.4,
+                 hue: Annotated[float, Range(0, 0.5, what="a fraction of a full turn")] = 0.1):
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
 
     def __call__(self, x, generator=None):
@@ -191,9 +188,7 @@ class PCAColor:
     the data's spread along uᵢ (AlexNet writes λᵢ for 0..255 pixels; √λ makes the offset independent of the
     pixel scale, as in fb.resnet.torch). Not clamped: every pixel of an image moves by the same offset."""
 
-    def __init__(self, std: float = 0.1):
-        if not (isinstance(std, (int, float)) and std >= 0):
-            raise ValueError(f"augment.pca_color.std: {std!r} is not allowed; expected a number ≥ 0")
+    def __init__(self, std: Annotated[float, Range(0)] = 0.1):
         self.std, self.axes = std, None
 
     def fit(self, images):
@@ -223,15 +218,12 @@ class RandAugment:
     CPU, with torch's global RNG seeded from `generator` inside torch.random.fork_rng (repeatable, and the
     caller's global RNG state is left untouched)."""
 
-    def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31):
-        if not (isinstance(num_magnitude_bins, int) and num_magnitude_bins >= 2):
-            raise ValueError(f"augment.randaugment.num_magnitude_bins: {num_magnitude_bins!r} is not allowed; "
-                             f"expected an integer ≥ 2")
-        if not (isinstance(magnitude, int) and 0 <= magnitude < num_magnitude_bins):
-            raise ValueError(f"augment.randaugment.magnitude: {magnitude!r} is not allowed; expected an integer "
-                             f"in 0..{num_magnitude_bins - 1}")
-        if not (isinstance(num_ops, int) and num_ops >= 0):
-            raise ValueError(f"augment.randaugment.num_ops: {num_ops!r} is not allowed; expected an integer ≥ 0")
+    def __init__(self, num_ops: Annotated[int, Range(0, integer=True)] = 2,
+                 magnitude: Annotated[int, Range(0, integer=True)] = 9,
+                 num_magnitude_bins: Annotated[int, Range(2, integer=True)] = 31):
+        if magnitude >= num_magnitude_bins:  # depends on another parameter: checked here
+            raise ValueError(f"magnitude: {magnitude!r} is not allowed; expected an integer in "
+                             f"0..{num_magnitude_bins - 1} (num_magnitude_bins − 1)")
         self.op = v2.RandAugment(num_ops, magnitude, num_magnitude_bins)
 
     def __call__(self, x, generator=None):

@@ -9,14 +9,14 @@ that zeroes the branch's last BN scale γ (Goyal et al. 2017); at init this is t
 (F = γ·BN(conv2(...)) + β with β = 0), but later γ and conv2 learn differently.
 """
 import functools
-import inspect
 import math
+from typing import Annotated
 
 import torch
 from torch import nn
 
-from .. import UserError
 from ..models import BasicBlock
+from ..validate import Choice, Range
 
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -86,40 +86,25 @@ def second_moment_gain(activation) -> float | None:
     return math.sqrt(low * high)
 
 
-# ---------------------------------------------------------------- parameter checks and the cross-cutting settings
+# ---------------------------------------------------------------- parameters and the cross-cutting settings
 
-def _allowed(default) -> tuple[type, ...]:
-    """The types a parameter accepts, read from its default (None: a number or null)."""
-    if isinstance(default, bool):
-        return (bool,)
-    if isinstance(default, float) or default is None:
-        return (int, float, type(None)) if default is None else (int, float)
-    return (type(default),)
+# parameter declarations shared by the options (deeprob_cli.validate checks them before any weight changes)
+Bias = Annotated[float | None, Range(nullable=True)]  # a constant for every Linear/Conv bias; None keeps the layer's
+Mode = Annotated[str, Choice("fan_in", "fan_out")]
+Distribution = Annotated[str, Choice("normal", "uniform")]
 
 
 def scheme(fn):
-    """Make fn an init option: unknown or mistyped parameters raise UserError before any weight changes."""
-    defaults = {name: p.default for name, p in inspect.signature(fn).parameters.items()
-                if p.kind is p.KEYWORD_ONLY and name not in ("activation", "batch")}
-
-    @functools.wraps(fn)
-    def checked(model, *, activation=None, batch=None, **params):
-        for key, value in params.items():
-            if key not in defaults:
-                raise UserError(f"init.{key}: not a parameter of init={fn.__name__}; "
-                                f"allowed: {', '.join(defaults)}")
-            types = _allowed(defaults[key])
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-                raise UserError(f"init.{key}: {value!r} is not allowed; expected {names}")
-        return fn(model, activation=activation, batch=batch, **params)
-
-    return checked
+    """Mark fn as an init option: `needs` tells config.check_fits what its settings need from the model."""
+    fn.needs = _needs
+    return fn
 
 
-def _one_of(key: str, value, allowed):
-    if value not in allowed:
-        raise UserError(f"init.{key}: {value!r} is not one of {', '.join(allowed)}")
+def _needs(node):
+    """zero_residual=true needs residual blocks (config.check_fits's form: capability, what for, the fix)."""
+    if node.get("zero_residual", False):
+        return "residual", "zero_residual=true needs residual blocks", "use model=resnet, or init.zero_residual=false"
+    return None
 
 
 def _set_bias(model, bias):
@@ -133,9 +118,7 @@ def _set_bias(model, bias):
 def _zero_residual(model):
     """Zero the last layer of every residual branch: norm2's scale, or conv2 (and its bias) without norm."""
     blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
-    if not blocks:
-        raise UserError(f"init.zero_residual: true needs a model with residual blocks (model=resnet), "
-                        f"not {type(model).__name__}; use init.zero_residual=false")
+    assert blocks, "the option's `needs` refuses zero_residual=true for a model without residual blocks"
     for block in blocks:
         last = block.norm2 if isinstance(block.norm2, nn.modules.batchnorm._NormBase) else block.conv2
         nn.init.zeros_(last.weight)
@@ -159,14 +142,14 @@ def _scaled(fill, layer, g: float):
 
 @scheme
 @torch.no_grad()
-def default(model, *, activation=None, batch=None, bias=None, zero_residual=False):
+def default(model, *, activation=None, batch=None, bias: Bias = None, zero_residual: bool = False):
     """Keep PyTorch's layer defaults."""
     _finish(model, bias, zero_residual)
 
 
 @scheme
 @torch.no_grad()
-def zeros(model, *, activation=None, batch=None, bias=0.0, zero_residual=False):
+def zeros(model, *, activation=None, batch=None, bias: Bias = 0.0, zero_residual: bool = False):
     """W = 0: every unit of a layer computes the same thing and gets the same gradient (no symmetry breaking)."""
     for layer in layers(model):
         nn.init.zeros_(layer.weight)
@@ -175,10 +158,9 @@ def zeros(model, *, activation=None, batch=None, bias=0.0, zero_residual=False):
 
 @scheme
 @torch.no_grad()
-def normal(model, *, activation=None, batch=None, std=0.01, bias=0.0, zero_residual=False):
+def normal(model, *, activation=None, batch=None, std: Annotated[float, Range(0)] = 0.01, bias: Bias = 0.0,
+           zero_residual: bool = False):
     """W ~ N(0, std²): the lecture's "small random numbers", whatever the layer's size."""
-    if std < 0:
-        raise UserError(f"init.std: {std!r} is not allowed; expected a number ≥ 0")
     for layer in layers(model):
         nn.init.normal_(layer.weight, 0.0, std)
     _finish(model, bias, zero_residual)
@@ -186,10 +168,9 @@ def normal(model, *, activation=None, batch=None, std=0.01, bias=0.0, zero_resid
 
 @scheme
 @torch.no_grad()
-def xavier(model, *, activation=None, batch=None, distribution="normal", glorot=False, bias=0.0,
-           zero_residual=False):
+def xavier(model, *, activation=None, batch=None, distribution: Distribution = "normal", glorot: bool = False,
+           bias: Bias = 0.0, zero_residual: bool = False):
     """Var(W) = 1/fan_in (the lecture's std = 1/√Din), or Glorot & Bengio's 2/(fan_in+fan_out) with glorot=true."""
-    _one_of("distribution", distribution, ("normal", "uniform"))
     for layer in layers(model):
         if glorot:
             (nn.init.xavier_normal_ if distribution == "normal" else nn.init.xavier_uniform_)(layer.weight)
@@ -201,15 +182,13 @@ def xavier(model, *, activation=None, batch=None, distribution="normal", glorot=
 
 @scheme
 @torch.no_grad()
-def kaiming(model, *, activation=None, batch=None, mode="fan_in", distribution="normal", bias=0.0,
-            zero_residual=False):
+def kaiming(model, *, activation=None, batch=None, mode: Mode = "fan_in", distribution: Distribution = "normal",
+            bias: Bias = 0.0, zero_residual: bool = False):
     """Var(W) = gain²/fan (He et al. 2015), the gain matched to the activation (relu: std = √(2/Din)).
 
     The lecture's slide code keeps `/np.sqrt(Din)` (i.e. Xavier); the formula std = √(2/Din) is what is meant,
     and is what is implemented here.
     """
-    _one_of("mode", mode, ("fan_in", "fan_out"))
-    _one_of("distribution", distribution, ("normal", "uniform"))
     g = gain(activation) if activation is not None else math.sqrt(2.0)
     fill = nn.init.kaiming_normal_ if distribution == "normal" else nn.init.kaiming_uniform_
     for layer in layers(model):
@@ -219,7 +198,7 @@ def kaiming(model, *, activation=None, batch=None, mode="fan_in", distribution="
 
 @scheme
 @torch.no_grad()
-def orthogonal(model, *, activation=None, batch=None, bias=0.0, zero_residual=False):
+def orthogonal(model, *, activation=None, batch=None, bias: Bias = 0.0, zero_residual: bool = False):
     """W = gain × an orthogonal matrix (Saxe et al. 2014); a conv's weight is orthogonal as (out, in·k·k)."""
     g = gain(activation) if activation is not None else 1.0
     for layer in layers(model):
@@ -233,15 +212,11 @@ class _Captured(Exception):
 
 @scheme
 @torch.no_grad()
-def lsuv(model, *, activation=None, batch=None, tol=0.02, max_iter=10, bias=0.0, zero_residual=False):
+def lsuv(model, *, activation=None, batch=None, tol: Annotated[float, Range(0, low_open=True)] = 0.02,
+         max_iter: Annotated[int, Range(1, integer=True)] = 10, bias: Bias = 0.0, zero_residual: bool = False):
     """Layer-sequential unit variance (Mishkin & Matas 2016): orthonormal start, then, layer by layer in forward
     order, W ← W/√Var(output) on `batch` until |Var(output) − 1| < tol or max_iter rescalings."""
-    if batch is None:
-        raise UserError("init=lsuv: needs a batch of training data; it is data-dependent")
-    if not tol > 0:
-        raise UserError(f"init.tol: {tol!r} is not allowed; expected a number > 0")
-    if max_iter < 1:
-        raise UserError(f"init.max_iter: {max_iter!r} is not allowed; expected an integer ≥ 1")
+    assert batch is not None, "init=lsuv is data-dependent: every caller passes a batch of training data"
     for layer in layers(model):
         nn.init.orthogonal_(layer.weight)
     _set_bias(model, bias)
@@ -280,16 +255,12 @@ def _output_var(model, layer, batch):
 
 @scheme
 @torch.no_grad()
-def fixup(model, *, activation=None, batch=None, mode="fan_in", bias=0.0):
+def fixup(model, *, activation=None, batch=None, mode: Mode = "fan_in", bias: Bias = 0.0):
     """Fixup (Zhang et al. 2019, section 3) for a residual network without normalization: Kaiming everywhere,
     then each branch's first conv scaled by L^(−1/(2m−2)) (L blocks, m = 2 layers per branch), each branch's last
     conv and the classifier zero, the scalar biases 0 and multipliers 1."""
-    _one_of("mode", mode, ("fan_in", "fan_out"))
     blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
-    if not blocks or not all(b.fixup for b in blocks):
-        raise UserError(f"init=fixup: needs a residual model without normalization (model=resnet "
-                        f"model.norm=none), not {type(model).__name__}"
-                        + (" with batch norm" if blocks else "") + "; use init=kaiming otherwise")
+    assert blocks and all(b.fixup for b in blocks), "fixup.needs refuses a model without unnormalized residual blocks"
     g = gain(activation) if activation is not None else math.sqrt(2.0)
     for layer in layers(model):
         _scaled(functools.partial(nn.init.kaiming_normal_, mode=mode, nonlinearity="linear"), layer, g)
@@ -308,5 +279,6 @@ def fixup(model, *, activation=None, batch=None, mode="fan_in", bias=0.0):
     nn.init.zeros_(head.bias)
 
 
+# fixup has no zero_residual setting (it zeroes every branch by definition): its own need replaces scheme's
 fixup.needs = lambda node: ("unnormalized_residual", "needs a residual model without normalization",
                             "use model=resnet model.norm=none, or init=kaiming otherwise")

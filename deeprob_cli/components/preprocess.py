@@ -9,10 +9,16 @@ Try: deeprob train dataset=synthetic model=mlp preprocess=whiten
 import hashlib
 import io
 import os
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .. import UserError
+from ..validate import Range
+
+Eps = Annotated[float, Range(0, low_open=True)]  # ε, relative to the mean eigenvalue (whitening_scales)
 
 
 # ---------------------------------------------------------------- statistics (float64, chunked)
@@ -181,10 +187,8 @@ class PCA(Preprocess):
 
     keeps_layout = False  # config.check() refuses it for spatial models
 
-    def __init__(self, components: int | None = None):
+    def __init__(self, components: Annotated[int | None, Range(1, integer=True, nullable=True)] = None):
         super().__init__()
-        if components is not None and (not isinstance(components, int) or components < 1):
-            raise ValueError(f"preprocess.components: {components!r} is not allowed; expected null (all) or an integer ≥ 1")
         self.components = components
         self.register_buffer("mean", torch.zeros(0))
         self.register_buffer("projection", torch.zeros(0, 0))
@@ -193,8 +197,9 @@ class PCA(Preprocess):
         stats = _image_eigen(images)
         dims = stats["vectors"].shape[0]
         k = dims if self.components is None else self.components
-        if k > dims:
-            raise ValueError(f"preprocess.components: {k} is more than the {dims} values of one image; use at most {dims}")
+        if k > dims:  # depends on the data: known only here, after the run folder exists
+            raise UserError(f"preprocess=pca: components={k} is more than the {dims} values of one image; use at most "
+                            f"{dims}")
         self.mean = stats["mean"].float()
         self.projection = stats["vectors"][:, :k].float()
         return self
@@ -218,10 +223,8 @@ class Whiten(Preprocess):
     Cov(x') = U diag(λ/(λ+ε·λ̄)) Uᵀ: the identity in every direction with λ ≫ ε·λ̄, damped below that
     (the lecture's "whitened data"; ZCA keeps the pixel layout, Bell & Sejnowski 1997)."""
 
-    def __init__(self, eps: float = 1e-5):
+    def __init__(self, eps: Eps = 1e-5):
         super().__init__()
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-            raise ValueError(f"preprocess.eps: {eps!r} is not allowed; expected a number > 0")
         self.eps = eps
         self.register_buffer("mean", torch.zeros(0))
         self.register_buffer("matrix", torch.zeros(0, 0))
@@ -244,12 +247,8 @@ class PatchWhiten(Preprocess):
     the output has C·k² channels with Cov ≈ I, at the input's height and width (border pixels replicated:
     zero padding would put black, far from the mean, into every border patch and break the whitening there)."""
 
-    def __init__(self, kernel_size: int = 3, eps: float = 1e-5):
+    def __init__(self, kernel_size: Annotated[int, Range(1, integer=True)] = 3, eps: Eps = 1e-5):
         super().__init__()
-        if not isinstance(kernel_size, int) or kernel_size < 1:
-            raise ValueError(f"preprocess.kernel_size: {kernel_size!r} is not allowed; expected an integer ≥ 1")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-            raise ValueError(f"preprocess.eps: {eps!r} is not allowed; expected a number > 0")
         self.kernel_size, self.eps = kernel_size, eps
         self.register_buffer("weight", torch.zeros(0, 0, 0, 0))
         self.register_buffer("bias", torch.zeros(0))

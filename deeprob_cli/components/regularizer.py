@@ -25,7 +25,8 @@ its target (the class of largest weight); unmixed batches use the plain labels.
 
 A regularizer is any object with some of these hooks; train.py uses each one that exists:
   apply(model, activation)   change the model before init (activation: one instance of the chosen activation);
-                             raise ValueError when the model has no place for it
+                             what the model must have is declared by `needs(node)` and refused by
+                             config.check_fits before anything runs; ValueError for what only apply() can see
   mix(x, targets, generator) -> (x, targets)   change a preprocessed batch on the training device;
                              an option that blends labels sets `mixes_labels = True` and gets (N, K)
                              class probabilities as targets, the others get what came before (labels)
@@ -35,6 +36,7 @@ A regularizer is any object with some of these hooks; train.py uses each one tha
 """
 import functools
 import logging
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -43,9 +45,14 @@ from torch import nn
 
 from .. import UserError
 from ..models import BasicBlock, DropoutSlot
+from ..validate import Choice, Range
 
 log = logging.getLogger("deeprob")
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+# parameter declarations shared by several options (deeprob_cli.validate checks them before anything is built)
+Strength = Annotated[float, Range(0)]
+DropProbability = Annotated[float, Range(0, 1, high_open=True, what="a drop probability")]
+Scale = Annotated[str, Choice("train", "test")]
 
 
 # ---------------------------------------------------------------- how train.py uses the selection
@@ -130,19 +137,13 @@ def decayed_weights(model: nn.Module):
             yield module.weight
 
 
-def _check_range(key: str, value, low: float, high: float, allowed: str):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
-        raise ValueError(f"{key}: {value!r} is not allowed; expected {allowed}")
-
-
 class L2:
     """The lecture's λ·ΣW², in one of two equivalent places: in the loss (gradient 2λW), or decoupled from the
     gradient (Loshchilov & Hutter 2019) as W ← W − lr·2λ·W after each step. λ means the same in both: under
     plain SGD a decoupled step shrinks W as the coupled gradient would (to first order in lr); under momentum
     or Adam they differ (the decoupled shrink bypasses the optimizer's moments), which is the point of it."""
 
-    def __init__(self, strength: float = 2.5e-4, decoupled: bool = False):
-        _check_range("regularizer.l2.strength", strength, 0, float("inf"), "a number ≥ 0")
+    def __init__(self, strength: Strength = 2.5e-4, decoupled: bool = False):
         self.strength, self.decoupled = strength, decoupled
 
     def penalty(self, model):
@@ -162,10 +163,7 @@ class L1:
     W ← sign(W)·max(|W| − lr·λ, 0): the proximal gradient step of ISTA (Beck & Teboulle 2009), which sets
     weights exactly to zero where plain subgradient steps only oscillate around it."""
 
-    def __init__(self, strength: float = 1e-5, proximal: bool = False):
-        _check_range("regularizer.l1.strength", strength, 0, float("inf"), "a number ≥ 0")
-        if not isinstance(proximal, bool):
-            raise ValueError(f"regularizer.l1.proximal: {proximal!r} is not allowed; expected true or false")
+    def __init__(self, strength: Strength = 1e-5, proximal: bool = False):
         self.strength, self.proximal = strength, proximal
 
     def penalty(self, model):
@@ -183,9 +181,7 @@ class L1:
 class ElasticNet:
     """λ·Σ(β·W² + |W|) (Zou & Hastie 2005, the lecture's form): gradient λ·(2βW + sign(W))."""
 
-    def __init__(self, strength: float = 1e-5, beta: float = 25.0):
-        _check_range("regularizer.elastic_net.strength", strength, 0, float("inf"), "a number ≥ 0")
-        _check_range("regularizer.elastic_net.beta", beta, 0, float("inf"), "a number ≥ 0")
+    def __init__(self, strength: Strength = 1e-5, beta: Annotated[float, Range(0)] = 25.0):
         self.strength, self.beta = strength, beta
 
     def penalty(self, model):
@@ -221,29 +217,24 @@ class Dropout:
     @staticmethod
     def needs(node):
         """(capability of the model, what it is for, the fix) for config.check_fits, or None."""
-        if node.get("conv_p", 0):
+        if node.get("conv_p", 0):  # the models with conv maps also have a place to drop units
             return ("conv", f"conv_p={node.conv_p} drops conv feature maps",
                     "set regularizer.dropout.conv_p=0 or use model=convnet/resnet")
-        return None
+        return ("unit_dropout", "needs a fully connected layer after a hidden layer to drop units before",
+                "use model.depth ≥ 1 with model=mlp, or model=convnet/resnet")
 
-    def __init__(self, p: float = 0.5, conv_p: float = 0.0, scale: str = "train"):
-        _check_range("regularizer.dropout.p", p, 0, 1, "a drop probability in [0, 1)")
-        _check_range("regularizer.dropout.conv_p", conv_p, 0, 1, "a drop probability in [0, 1)")
-        if scale not in ("train", "test"):
-            raise ValueError(f"regularizer.dropout.scale: {scale!r} is not one of train, test")
+    def __init__(self, p: DropProbability = 0.5, conv_p: DropProbability = 0.0, scale: Scale = "train"):
         self.p, self.conv_p, self.scale = p, conv_p, scale
 
     def apply(self, model, activation):
         selu = isinstance(activation, nn.SELU)
-        if selu and self.scale == "test":
-            raise ValueError("regularizer.dropout.scale: test has no alpha-dropout form (activation=selu); "
-                             "use regularizer.dropout.scale=train")
+        if selu and self.scale == "test":  # the one rule that depends on the activation: checked here
+            raise ValueError("regularizer=dropout: scale=test has no alpha-dropout form (activation=selu); "
+                             "use scale=train")
         if selu:  # Klambauer et al. 2017: alpha dropout keeps SELU's zero mean and unit variance
             log.info("regularizer=dropout: activation is SELU, so alpha dropout replaces dropout")
         slots = [(name, m) for name, m in model.named_modules() if isinstance(m, DropoutSlot)]
-        if not any(m.dims == 1 for _, m in slots):
-            raise ValueError(f"regularizer=dropout: model {type(model).__name__} has no fully connected layer "
-                             f"after a hidden layer to drop units before")
+        assert any(m.dims == 1 for _, m in slots), "config.check_fits refuses a model without unit_dropout"
         vanilla = self.scale == "test"
         for name, slot in slots:
             if slot.dims == 1 and self.p > 0:
@@ -286,18 +277,12 @@ class DropConnect:
     def needs(node):
         return "fc_hidden", "needs fully connected hidden layers", "use model=mlp (depth ≥ 1)"
 
-    def __init__(self, p: float = 0.5, per_example: bool = False):
-        _check_range("regularizer.dropconnect.p", p, 0, 1, "a drop probability in [0, 1)")
-        if not isinstance(per_example, bool):
-            raise ValueError(f"regularizer.dropconnect.per_example: {per_example!r} is not allowed; "
-                             f"expected true or false")
+    def __init__(self, p: DropProbability = 0.5, per_example: bool = False):
         self.p, self.per_example = p, per_example
 
     def apply(self, model, activation):
         linears = [(name, m) for name, m in model.named_modules() if type(m) is nn.Linear][:-1]
-        if not linears:
-            raise ValueError(f"regularizer=dropconnect: model {type(model).__name__} has no fully connected "
-                             f"hidden layer; use model=mlp")
+        assert linears, "config.check_fits refuses a model without fc_hidden"
         for name, old in linears:
             new = DropConnectLinear(old.in_features, old.out_features, old.bias is not None, self.p,
                                     self.per_example, device=old.weight.device, dtype=old.weight.dtype)
@@ -312,18 +297,14 @@ class FractionalPool:
     def needs(node):
         return "max_pool", "replaces max-pooling", "use model=convnet"
 
-    def __init__(self, ratio: float = 2 ** -0.5, test_samples: int = 4, kernel_size: int = 2):
-        _check_range("regularizer.fractional_pool.ratio", ratio, 1e-9, 1, "a number in (0, 1)")
-        if isinstance(test_samples, bool) or not isinstance(test_samples, int) or test_samples < 1:
-            raise ValueError(f"regularizer.fractional_pool.test_samples: {test_samples!r} is not allowed; "
-                             f"expected an integer ≥ 1")
+    def __init__(self, ratio: Annotated[float, Range(0, 1, low_open=True, high_open=True)] = 2 ** -0.5,
+                 test_samples: Annotated[int, Range(1, integer=True)] = 4,
+                 kernel_size: Annotated[int, Range(1, integer=True)] = 2):
         self.ratio, self.test_samples, self.kernel_size = ratio, test_samples, kernel_size
 
     def apply(self, model, activation):
         pools = [name for name, m in model.named_modules() if isinstance(m, nn.MaxPool2d)]
-        if not pools or not hasattr(model, "test_samples"):
-            raise ValueError(f"regularizer=fractional_pool: model {type(model).__name__} has no max-pooling to "
-                             f"replace; use model=convnet")
+        assert pools and hasattr(model, "test_samples"), "config.check_fits refuses a model without max_pool"
         for name in pools:
             _replace(model, name, nn.FractionalMaxPool2d(self.kernel_size, output_ratio=self.ratio))
         model.test_samples = self.test_samples
@@ -360,13 +341,9 @@ class StochasticDepth:
     def needs(node):
         return "residual", "needs residual blocks", "use model=resnet"
 
-    def __init__(self, final_survival: float = 0.5, mode: str = "row", scale: str = "train"):
-        _check_range("regularizer.stochastic_depth.final_survival", final_survival, 1e-9, 1.0 + 1e-9,
-                     "a survival probability in (0, 1]")
-        if mode not in ("row", "batch"):
-            raise ValueError(f"regularizer.stochastic_depth.mode: {mode!r} is not one of row, batch")
-        if scale not in ("train", "test"):
-            raise ValueError(f"regularizer.stochastic_depth.scale: {scale!r} is not one of train, test")
+    def __init__(self,
+                 final_survival: Annotated[float, Range(0, 1, low_open=True, what="a survival probability")] = 0.5,
+                 mode: Annotated[str, Choice("row", "batch")] = "row", scale: Scale = "train"):
         self.final_survival, self.mode, self.scale = final_survival, mode, scale
 
     def survival(self, depth: int) -> list:
@@ -375,9 +352,7 @@ class StochasticDepth:
 
     def apply(self, model, activation):
         blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
-        if not blocks:
-            raise ValueError(f"regularizer=stochastic_depth: model {type(model).__name__} has no residual "
-                             f"blocks; use model=resnet")
+        assert blocks, "config.check_fits refuses a model without residual blocks"
         for block, keep in zip(blocks, self.survival(len(blocks))):
             block.stochastic_depth = (ExpectedDepth(keep, self.mode) if self.scale == "test" else
                                       torchvision.ops.StochasticDepth(1 - keep, self.mode))
@@ -421,11 +396,9 @@ class Cutout:
     Zhong et al. 2020, with square boxes). Each image is cut with probability p.
     """
 
-    def __init__(self, size: float = 0.5, fill: str = "zero", p: float = 1.0):
-        _check_range("regularizer.cutout.size", size, 1e-9, 1 + 1e-9, "a fraction of the image side in (0, 1]")
-        _check_range("regularizer.cutout.p", p, 0, 1 + 1e-9, "a probability in [0, 1]")
-        if fill not in ("zero", "mean", "random"):
-            raise ValueError(f"regularizer.cutout.fill: {fill!r} is not one of zero, mean, random")
+    def __init__(self, size: Annotated[float, Range(0, 1, low_open=True, what="a fraction of the image side")] = 0.5,
+                 fill: Annotated[str, Choice("zero", "mean", "random")] = "zero",
+                 p: Annotated[float, Range(0, 1, what="a probability")] = 1.0):
         self.size, self.fill, self.p = size, fill, p
 
     def mix(self, x, targets, generator=None):
@@ -451,8 +424,7 @@ class Mixup:
 
     mixes_labels = True
 
-    def __init__(self, alpha: float = 0.2):
-        _check_range("regularizer.mixup.alpha", alpha, 1e-9, float("inf"), "a number > 0")
+    def __init__(self, alpha: Annotated[float, Range(0, low_open=True)] = 0.2):
         self.alpha = alpha
 
     def mix(self, x, targets, generator=None):
@@ -470,8 +442,7 @@ class CutMix:
 
     mixes_labels = True
 
-    def __init__(self, alpha: float = 1.0):
-        _check_range("regularizer.cutmix.alpha", alpha, 1e-9, float("inf"), "a number > 0")
+    def __init__(self, alpha: Annotated[float, Range(0, low_open=True)] = 1.0):
         self.alpha = alpha
 
     def mix(self, x, targets, generator=None):
@@ -490,6 +461,5 @@ class LabelSmoothing:
     """Targets 1−(K−1)/K·ε on the true class and ε/K elsewhere: exactly cross_entropy(..., label_smoothing=ε),
     which on class probabilities q uses (1−ε)·q + ε/K (Szegedy et al. 2016)."""
 
-    def __init__(self, epsilon: float = 0.1):
-        _check_range("regularizer.label_smoothing.epsilon", epsilon, 0, 1 + 1e-9, "a number in [0, 1]")
+    def __init__(self, epsilon: Annotated[float, Range(0, 1)] = 0.1):
         self.label_smoothing = epsilon

@@ -3,8 +3,14 @@
 Try: deeprob train dataset=synthetic schedule=onecycle
 """
 import math
+from typing import Annotated
 
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
+
+from ..validate import Range
+
+Warmup = Annotated[float, Range(0, 1, what="a fraction of all steps")]
+Divisor = Annotated[float, Range(0, low_open=True)]
 
 
 def _warmup_then(decay, total_steps: int, warmup: float):
@@ -18,17 +24,17 @@ def _warmup_then(decay, total_steps: int, warmup: float):
     return factor
 
 
-def constant(optimizer, total_steps: int, warmup: float = 0.0):
+def constant(optimizer, total_steps: int, warmup: Warmup = 0.0):
     """Constant learning rate after a linear warmup."""
     return LambdaLR(optimizer, _warmup_then(lambda t: 1.0, total_steps, warmup))
 
 
-def cosine(optimizer, total_steps: int, warmup: float = 0.0):
+def cosine(optimizer, total_steps: int, warmup: Warmup = 0.0):
     """Linear warmup, then cosine decay to zero: lr·½(1+cos(πt))."""
     return LambdaLR(optimizer, _warmup_then(lambda t: 0.5 * (1 + math.cos(math.pi * min(t, 1.0))), total_steps, warmup))
 
 
-def onecycle(optimizer, total_steps: int, warmup: float = 0.25, div: float = 25.0, final_div: float = 1e4):
+def onecycle(optimizer, total_steps: int, warmup: Warmup = 0.25, div: Divisor = 25.0, final_div: Divisor = 1e4):
     """torch's OneCycleLR peaking at the optimizer's lr."""
     peak = [group["lr"] for group in optimizer.param_groups]
     return OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=warmup,

@@ -8,11 +8,13 @@ Try: deeprob train dataset=synthetic tta=multicrop   or   deeprob eval RUN_DIR t
 """
 import contextlib
 import logging
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..validate import Choice, Range
 from .augment import resized_crop
 
 log = logging.getLogger("deeprob")
@@ -37,11 +39,8 @@ class MultiCrop:
     A crop's side is `size` × the image's; `fill` brings it back to the image's size: reflect = pad around it
     (the same shifted-image statistics that augment=crop trains on), resize = bilinear upscaling."""
 
-    def __init__(self, size: float = 0.875, fill: str = "reflect"):
-        if not (isinstance(size, (int, float)) and 0 < size <= 1):
-            raise ValueError(f"tta.size: {size!r} is not allowed; expected a fraction in (0, 1]")
-        if fill not in ("reflect", "resize"):
-            raise ValueError(f"tta.fill: {fill!r} is not one of reflect, resize")
+    def __init__(self, size: Annotated[float, Range(0, 1, low_open=True, what="a fraction")] = 0.875,
+                 fill: Annotated[str, Choice("reflect", "resize")] = "reflect"):
         self.size, self.fill = size, fill
 
     def crops(self, x):
@@ -74,10 +73,10 @@ class MultiScale:
     resampling per crop (torchvision.ops.roi_align on the matching box of the original image). Scale 1 is the
     image itself; its corner crops then coincide with the centre."""
 
-    def __init__(self, scales=(1.0, 1.25, 1.5)):
+    def __init__(self, scales: list[float] = (1.0, 1.25, 1.5)):
         scales = list(scales)
-        if not scales or not all(isinstance(s, (int, float)) and s >= 1 for s in scales):
-            raise ValueError(f"tta.scales: {scales!r} is not allowed; expected a list of numbers ≥ 1")
+        if not scales or not all(Range(1).allows(s) for s in scales):  # the elements of a list: checked here
+            raise ValueError(f"scales: {scales!r} is not allowed; expected a list of numbers ≥ 1")
         self.scales = scales
 
     def boxes(self, n, h, w, s):
@@ -98,9 +97,8 @@ class MCDropout:
     dropout on (a different mask each pass), instead of the single weight-scaled pass the test uses by default
     (Srivastava et al. 2014 compare the two, section 7.5). Batch norm stays on its running statistics."""
 
-    def __init__(self, samples: int = 10, seed: int = 0):
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"tta.samples: {samples!r} is not allowed; expected an integer ≥ 1")
+    def __init__(self, samples: Annotated[int, Range(1, integer=True)] = 10,
+                 seed: Annotated[int, Range(0, 2 ** 63 - 1, integer=True)] = 0):
         self.samples, self.seed = samples, seed
 
     def __call__(self, x):
