@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from . import UserError
 from .checkpoint import load_checkpoint
-from .config import CONFIG_DIR, build
+from .config import CONFIG_DIR, build, option_names
 from .data import load_data
 from .speed import for_eval
 
@@ -76,7 +76,7 @@ def pick_tta(state: dict, cfg, name=None):
         name = state.get("choices", {}).get("tta", "none")
         node = cfg.get("tta") or OmegaConf.load(CONFIG_DIR / "tta" / "none.yaml")
     else:
-        options = sorted(p.stem for p in (CONFIG_DIR / "tta").glob("*.yaml"))
+        options = option_names("tta")
         if name not in options:
             raise UserError(f"tta: {name!r} is not one of {', '.join(options)}")
         node = OmegaConf.load(CONFIG_DIR / "tta" / f"{name}.yaml")

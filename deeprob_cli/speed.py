@@ -69,19 +69,11 @@ def use_channels_last(setting, model, device: torch.device, dtype: torch.dtype =
 
 
 class Speed:
-    """The run's precision, memory layout and compilation, checked from trainer.* before any work starts."""
+    """The run's precision, memory layout and compilation, from trainer.*."""
 
     def __init__(self, trainer, device: torch.device):
-        from . import UserError
-
-        try:
-            self.dtype = pick_precision(trainer.precision, device)
-            if trainer.channels_last not in ("auto", True, False):
-                raise ValueError(f"trainer.channels_last: {trainer.channels_last!r} is not one of auto, true, false")
-            if trainer.compile not in (True, False):
-                raise ValueError(f"trainer.compile: {trainer.compile!r} is not one of true, false")
-        except ValueError as e:
-            raise UserError(str(e)) from None
+        # the values were checked with the rest of the config (config.SETTINGS)
+        self.dtype = pick_precision(trainer.precision, device)
         self.device, self.setting, self.compile = device, trainer.channels_last, trainer.compile
         self.channels_last = False
 

@@ -41,8 +41,10 @@ def test_cpu_flags_read_from_a_cpuinfo_file(tmp_path):
 
 @pytest.mark.parametrize("key, value", [("precision", "fp16"), ("channels_last", "yes"), ("compile", "maybe")])
 def test_bad_speed_setting_is_one_line_naming_the_key(key, value):
-    with pytest.raises(UserError, match=rf"^trainer.{key}: '{value}' is not one of"):
-        Speed(make_cfg(f"trainer.{key}={value}").trainer, CPU)
+    from deeprob_cli.config import check
+
+    with pytest.raises(UserError, match=rf"^trainer.{key}: '{value}' is not allowed; expected one of"):
+        check(make_cfg(f"trainer.{key}={value}"))
 
 
 # ---------------------------------------------------------------- autocast and memory layout
