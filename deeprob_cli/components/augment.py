@@ -85,9 +85,7 @@ class Scale:
         aspect = _uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]), generator, device).exp()
         bw = (area * aspect).sqrt().clamp(max=1) * w  # aspect = width/height, relative to the image's own
         bh = (area / aspect).sqrt().clamp(max=1) * h
-        x1 = _uniform(n, 0, 1, generator, device) * (w - bw)
-        y1 = _uniform(n, 0, 1, generator, device) * (h - bh)
-        return torch.stack([x1, y1, x1 + bw, y1 + bh], 1)
+        return place(bw, bh, h, w, generator, device)
 
     def __call__(self, x, generator=None):
         n, _, h, w = x.shape
@@ -109,13 +107,17 @@ class ResNetScale:
         """(n, 4) boxes x1, y1, x2, y2 in the original image: the h×w crop of the image resized by L/min(h, w)."""
         factor = _uniform(n, *self.short_side, generator, device)  # L / min(h, w): the resize factor
         bh, bw = h / factor, w / factor  # an h×w crop of the resized image is h/factor × w/factor of the original
-        x1 = _uniform(n, 0, 1, generator, device) * (w - bw)
-        y1 = _uniform(n, 0, 1, generator, device) * (h - bh)
-        return torch.stack([x1, y1, x1 + bw, y1 + bh], 1)
+        return place(bw, bh, h, w, generator, device)
 
-    def __call__(self, x, generator=None):
-        n, _, h, w = x.shape
-        return resized_crop(x, self.boxes(n, h, w, generator, x.device))
+    __call__ = Scale.__call__
+
+
+def place(bw, bh, h, w, generator, device):
+    """(n, 4) boxes x1, y1, x2, y2 of the given widths and heights, each at a uniformly random position."""
+    n = len(bw)
+    x1 = _uniform(n, 0, 1, generator, device) * (w - bw)
+    y1 = _uniform(n, 0, 1, generator, device) * (h - bh)
+    return torch.stack([x1, y1, x1 + bw, y1 + bh], 1)
 
 
 def resized_crop(x, boxes):
