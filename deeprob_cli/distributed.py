@@ -1,9 +1,13 @@
-"""Data-parallel training on several processes (PyTorch DDP), started by torchrun:
+"""Data-parallel training on several processes (PyTorch DDP), started by torchrun or by Slurm's srun:
 
     torchrun --nproc_per_node=2 -m deeprob_cli.train dataset=synthetic trainer.epochs=1
     torchrun --nproc_per_node=2 -m deeprob_cli train dataset=synthetic trainer.epochs=1
+    srun --ntasks=2 deeprob train dataset=synthetic trainer.epochs=1        # inside a Slurm allocation
+    deeprob train -m ... hydra/launcher=slurm hydra.launcher.tasks_per_node=2   # each sweep job on 2 tasks
 
-torchrun sets WORLD_SIZE, RANK, LOCAL_RANK and MASTER_ADDR/PORT in each process's environment; without them
+torchrun sets WORLD_SIZE, RANK, LOCAL_RANK and MASTER_ADDR/PORT in each process's environment; in a Slurm job
+step of several tasks without torchrun, from_slurm() derives the same variables from SLURM_PROCID, SLURM_NTASKS
+and SLURM_LOCALID (the rendezvous on the step's first node, a port derived from the job id). Without either,
 every function here is a no-op and `deeprob train` is the single-process run it always was. With them:
 - backend gloo for CPU tensors, NCCL for CUDA ones (each process on cuda:LOCAL_RANK);
 - trainer.batch_size is per process: one step consumes world_size × trainer.batch_size images (the effective
@@ -21,6 +25,7 @@ import logging
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -37,8 +42,50 @@ RANK_SEED_STRIDE = 1000
 
 
 def launched() -> bool:
-    """True in a process that torchrun started."""
+    """True in a process that torchrun started (or that from_slurm() set up like one)."""
     return all(name in os.environ for name in ENV)
+
+
+def requeued() -> bool:
+    """True in a Slurm job that Slurm has restarted: requeued after pre-emption (`scontrol requeue`), or by
+    submitit after its time-limit signal (which requeues the same way). Such a job continues its own run."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+
+
+def from_slurm() -> bool:
+    """In a Slurm job step of several tasks (srun --ntasks=N, or a sweep job with tasks_per_node=N) and not under
+    torchrun: set torchrun's variables from Slurm's, so the rest of this module treats the tasks as DDP ranks.
+    True when it did."""
+    if launched() or "SLURM_STEP_ID" not in os.environ or "SLURM_PROCID" not in os.environ:
+        return False
+    tasks = int(os.environ.get("SLURM_STEP_NUM_TASKS") or os.environ.get("SLURM_NTASKS") or 1)
+    if tasks < 2:
+        return False
+    on_node = os.environ.get("SLURM_STEP_TASKS_PER_NODE") or os.environ.get("SLURM_TASKS_PER_NODE") or "1"
+    os.environ.update(WORLD_SIZE=str(tasks), RANK=os.environ["SLURM_PROCID"],
+                      LOCAL_RANK=os.environ.get("SLURM_LOCALID", "0"),
+                      LOCAL_WORLD_SIZE=re.match(r"\d+", on_node).group())  # "2(x3)": 2 tasks on each of 3 nodes
+    os.environ.setdefault("MASTER_ADDR", first_host(os.environ.get("SLURM_STEP_NODELIST")
+                                                    or os.environ.get("SLURM_JOB_NODELIST", "")))
+    # every task computes the same port; job ids differ between concurrent jobs (set MASTER_PORT to choose one)
+    job, step = int(os.environ.get("SLURM_JOB_ID", 0)), int(os.environ.get("SLURM_STEP_ID", 0) or 0)
+    os.environ.setdefault("MASTER_PORT", str(20000 + (job * 16 + step) % 40000))
+    return True
+
+
+def first_host(nodelist: str) -> str:
+    """The first host name of a Slurm node list ("gpu[03-05],cpu1" -> "gpu03"); localhost when empty."""
+    if not nodelist:
+        return "127.0.0.1"
+    try:  # scontrol expands every form Slurm writes
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                             timeout=30, check=True).stdout.split()
+        if out:
+            return out[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    head = re.match(r"([^,\[]+)(?:\[(\d+))?", nodelist)
+    return head.group(1) + (head.group(2) or "")
 
 
 def active() -> bool:
@@ -60,18 +107,18 @@ def is_main() -> bool:
 
 
 def setup():
-    """Under torchrun, before Hydra reads sys.argv: join the process group, pin the run folder to rank 0's clock,
-    and keep ranks other than 0 out of Hydra's folder (no .hydra/, no train.log, warnings only)."""
+    """Under torchrun or srun --ntasks=N, before Hydra reads sys.argv: join the process group, pin the run folder
+    to rank 0's clock, and keep ranks other than 0 out of Hydra's folder (no .hydra/, no train.log, warnings
+    only)."""
+    from_slurm()
     if not launched() or dist.is_initialized():
         return
     if any(a in ("-m", "--multirun") for a in sys.argv[1:]):
-        print("deeprob train: error: -m: torchrun trains one configuration; run the sweep without torchrun, or "
-              "launch torchrun once per configuration", file=sys.stderr)
+        print("deeprob train: error: -m: torchrun (or srun --ntasks) trains one configuration; run the sweep "
+              "without it (hydra.launcher.tasks_per_node=N gives each job N processes), or launch it once per "
+              "configuration", file=sys.stderr)
         sys.exit(2)
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
-    atexit.register(teardown)
+    join()
     clock = [time.time()]
     dist.broadcast_object_list(clock, src=0, device=torch.device("cpu"))
     args = sys.argv[1:]
@@ -85,6 +132,16 @@ def setup():
     # Hydra takes the overrides as one contiguous run: join the user's, placed before their first one
     first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
     sys.argv[1:] = [*args[:first], *extra, *args[first:]]
+
+
+def join():
+    """Join the process group of the ranks named by the environment (torchrun's variables), once."""
+    if dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    atexit.register(teardown)
 
 
 def run_dir(clock: float) -> str:

@@ -74,6 +74,8 @@ def main(cfg: DictConfig):
 def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     """Train one configuration into run folder `out`; the final val accuracy (train accuracy without val)."""
     check(cfg, choices)
+    if cfg.resume is None and distributed.requeued():  # [slurm, issue 19] a job Slurm restarted (pre-emption,
+        cfg.resume = "auto"  # submitit's time-limit requeue) continues its own run from its own checkpoint
     run = Run.open(cfg, out)  # refuses another run's folder, finds the checkpoint to resume, locks the folder
     job = None
     try:
