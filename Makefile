@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 LECTURE_DATA ?= /tmp/data/cifar10-jpeg
 
-.PHONY: install test test-all train tensorboard bench bench-gpu lecture readme clean
+.PHONY: install test test-all test-slurm train tensorboard bench bench-gpu lecture readme clean
 
 install:  ## virtual environment + dependencies + the `deeprob` command (editable)
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ test:  ## the default (fast) test suite, two test processes side by side
 
 test-all:  ## every test, slow ones included
 	$(BIN)/python -m pytest -q -n 2 -m "not gpu"
+
+test-slurm:  ## on a real single-node Slurm started by tests/slurm/cluster.sh (as root; apt-installs slurm if missing)
+	$(BIN)/python -m pytest -q -p no:xdist -m slurm tests/test_slurm.py
 
 train:  ## make train ARGS="activation=gelu trainer.epochs=2"
 	$(BIN)/deeprob train $(ARGS)
