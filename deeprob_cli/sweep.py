@@ -1,5 +1,5 @@
 """Sweep bookkeeping, hooked into Hydra as a callback (conf/train.yaml: hydra.callbacks), and deeprob's Slurm
-launcher (conf/hydra/launcher/slurm.yaml):
+launcher (hydra/launcher=slurm, registered by hydra_plugins/deeprob_launcher):
 
     deeprob train -m activation=relu,tanh dataset=synthetic hydra/launcher=slurm hydra.launcher.partition=debug
 
@@ -104,6 +104,11 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             config.hydra.job.num = job_num
         if multi:
             distributed.join()
+        elif os.environ.get("SLURM_CPUS_PER_TASK") and "OMP_NUM_THREADS" not in os.environ:
+            # torch would otherwise start a thread per core of the whole node, however few cpus_per_task were given
+            import torch
+
+            torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
         if rank == 0:
             record_start(Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir),
                          config.hydra.job.id)
