@@ -10,7 +10,9 @@ LECTURE_DATA ?= /tmp/data/cifar10-jpeg
 install:  ## virtual environment + dependencies + the `deeprob` command (editable)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	# compat: the checkout itself goes on sys.path, so Hydra's plugin scan finds hydra_plugins/deeprob_launcher
+	# (setuptools' default editable finder hides namespace packages from that scan: hydra/launcher=slurm unknown)
+	$(BIN)/pip install --quiet -e ".[dev]" --config-settings editable_mode=compat
 	@echo "installed: activate with '. $(VENV)/bin/activate', then run 'deeprob --help'"
 
 test:  ## the default (fast) test suite, two test processes side by side
