@@ -18,6 +18,14 @@ dir=${2:-}
 cannot() { echo "slurm cannot start here: $*" >&2; exit 3; }
 
 stop() {
+    # jobs a failed test left running on this private cluster first (their slurmstepd would outlive slurmd)
+    if [[ -f "$dir/slurm.conf" && -f "$dir/slurmctld.pid" ]] && kill -0 "$(cat "$dir/slurmctld.pid")" 2>/dev/null; then
+        SLURM_CONF="$dir/slurm.conf" scancel --quiet --user="$(id -un)" 2>/dev/null || true
+        for _ in $(seq 100); do
+            [[ -z "$(SLURM_CONF="$dir/slurm.conf" squeue -h -t RUNNING,COMPLETING -o %i 2>/dev/null)" ]] && break
+            sleep 0.2
+        done
+    fi
     # reverse start order; each PID was written by this script, so nothing else is touched
     for name in slurmd slurmctld munged; do
         pidfile="$dir/$name.pid"
