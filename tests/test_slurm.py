@@ -35,9 +35,16 @@ DDP = ["dataset=synthetic", "trainer.epochs=1", "trainer.batch_size=32", "model.
 
 # ---- without a cluster ------------------------------------------------------------------------------------
 
+def unset(monkeypatch, *names):
+    """Remove variables for this test only: from_slurm() sets them through os.environ, and monkeypatch restores
+    (or removes again) only what it recorded — so record each one first."""
+    for name in names:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
 def test_slurm_tasks_become_ddp_ranks(monkeypatch):
-    for name in (*distributed.ENV, "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(name, raising=False)
+    unset(monkeypatch, *distributed.ENV, "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
     slurm = {"SLURM_STEP_ID": "0", "SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_STEP_NUM_TASKS": "4",
              "SLURM_NTASKS": "4", "SLURM_STEP_TASKS_PER_NODE": "2(x2)", "SLURM_JOB_ID": "1234",
              "SLURM_STEP_NODELIST": "gpu[07-08]", "PATH": ""}  # no scontrol on PATH: the parser's answer
@@ -52,11 +59,10 @@ def test_slurm_tasks_become_ddp_ranks(monkeypatch):
 
 
 def test_one_task_steps_and_batch_scripts_stay_single_process(monkeypatch):
-    for name in (*distributed.ENV, "SLURM_STEP_NUM_TASKS"):
-        monkeypatch.delenv(name, raising=False)
+    unset(monkeypatch, *distributed.ENV, "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_STEP_NUM_TASKS",
+          "SLURM_STEP_ID")  # the batch script itself: not a step of tasks
     monkeypatch.setenv("SLURM_PROCID", "0")
     monkeypatch.setenv("SLURM_NTASKS", "4")
-    monkeypatch.delenv("SLURM_STEP_ID", raising=False)  # the batch script itself: not a step of tasks
     assert not distributed.from_slurm() and not distributed.launched()
     monkeypatch.setenv("SLURM_STEP_ID", "0")
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")  # srun with one task inside a 4-task allocation
@@ -71,7 +77,7 @@ def test_first_host_of_a_node_list(monkeypatch, nodelist, first):
 
 
 def test_a_restarted_job_is_recognised(monkeypatch):
-    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    unset(monkeypatch, "SLURM_RESTART_COUNT")
     assert not distributed.requeued()
     monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
     assert not distributed.requeued()
