@@ -248,6 +248,31 @@ def test_a_two_task_job_trains_one_ddp_run(cluster, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.slurm
+@pytest.mark.xfail(strict=True, reason="DDP resume is not exact yet (torchrun alike): the checkpoint holds rank 0's "
+                   "generators and partial-epoch losses, and run.restore() puts them on every rank, so rank 1's "
+                   "augmentation draws after the restart differ from an uninterrupted run's")
+def test_a_requeued_two_task_job_finishes_identical_to_an_uninterrupted_one(cluster, tmp_path):
+    out = tmp_path / "sweep"
+    args = [sys.executable, "-m", "deeprob_cli", "train", "-m", "trainer.seed=0,0", *LONG, "trainer.batch_size=32",
+            *LAUNCHER, "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={out}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), **slurm_env(cluster)}
+    with subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as driver:
+        wait_for(lambda: (out / "0" / "checkpoints" / "last.pt").is_file(), "job 0's first checkpoint")
+        job_id = json.loads((out / "0" / sweep.SLURM_RECORD).read_text())["job_id"]
+        slurm("scontrol", "requeue", job_id, conf=cluster)
+        restart_now(job_id, cluster)
+        output, _ = driver.communicate(timeout=400)
+    assert driver.returncode == 0, output
+    jobs = json.loads((out / "sweep.json").read_text())["jobs"]
+    assert [(j["status"], j["restarts"]) for j in jobs] == [("completed", 1), ("completed", 0)]
+    requeued, straight = summary(out / "0"), summary(out / "1")
+    assert requeued["weights_sha256"][0] == requeued["weights_sha256"][1]  # the replicas agree after the restart
+    assert requeued["weights_sha256"] == straight["weights_sha256"]  # ... but not with the uninterrupted run
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
 def test_a_job_slurm_cancels_is_reported_with_its_reason(cluster, tmp_path):
     out = tmp_path / "sweep"
     short_and_long = ["trainer.epochs=1,60", *(a for a in LONG if not a.startswith("trainer.epochs="))]
