@@ -210,6 +210,15 @@ def wrap(model: torch.nn.Module, sync_bn: bool, seed: int) -> torch.nn.Module:
     return ddp
 
 
+def from_rank0(value):
+    """Rank 0's value on every rank (any picklable value); the value itself in a single process."""
+    if not active():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0, device=torch.device("cpu"))
+    return box[0]
+
+
 def all_finite(value: torch.Tensor) -> bool:
     """True when value is finite on every rank (all ranks get the same answer, so all stop together)."""
     ok = torch.isfinite(value.detach()).all().to(torch.float32)

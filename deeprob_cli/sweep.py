@@ -21,10 +21,13 @@ from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra.experimental.callback import Callback
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf, open_dict, read_write
+
+from .naming import job_order
 
 log = logging.getLogger("deeprob")
 SLURM_RECORD = "slurm.json"  # in each job folder, written by SlurmLauncher at every (re)start of the job
+PINNED = "deeprob_subdir"  # in submitit's folder for a Slurm job (which its restarts share): the job's folder name
 # statuses deeprob itself ends a job with; a job that Slurm ended otherwise gets its reason recorded
 FINAL = ("completed", "failed", "diverged")
 
@@ -32,7 +35,7 @@ FINAL = ("completed", "failed", "diverged")
 def collect(sweep_dir: Path) -> list:
     """One record per job folder of a sweep, in job order."""
     jobs = []
-    for overrides in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml"), key=lambda p: _job_order(p.parent.parent)):
+    for overrides in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml"), key=lambda p: job_order(p.parent.parent)):
         job = overrides.parent.parent
         summary = job / "summary.json"
         s = json.loads(summary.read_text()) if summary.is_file() else {"status": "unfinished"}
@@ -43,10 +46,6 @@ def collect(sweep_dir: Path) -> list:
             record.update(slurm_job=slurm.get("job_id"), restarts=slurm.get("restarts", 0))
         jobs.append(record)
     return jobs
-
-
-def _job_order(folder: Path):
-    return (0, int(folder.name)) if folder.name.isdigit() else (1, folder.name)
 
 
 class SweepSummary(Callback):
@@ -67,9 +66,13 @@ class SweepSummary(Callback):
 
 
 def write_json(path: Path, value: dict):
+    write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str):
     """Write atomically: a reader (or a job killed half-way) never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -99,8 +102,9 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         quiet = ["hydra.output_subdir=null", "hydra/job_logging=stdout", "hydra.job_logging.root.level=WARNING"]
         config = self.hydra_context.config_loader.load_sweep_config(self.config,
                                                                     [*sweep_overrides, *(quiet if rank else [])])
+        job = submitit.JobEnvironment()
         with open_dict(config.hydra.job):
-            config.hydra.job.id = submitit.JobEnvironment().job_id
+            config.hydra.job.id = job.job_id
             config.hydra.job.num = job_num
         if multi:
             distributed.join()
@@ -109,6 +113,11 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             import torch
 
             torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
+        # the folder is named when the job first starts and kept: a restart (or rank 1) naming it afresh would
+        # find it taken and pick another (naming.job_name), and never see its own checkpoint
+        subdir = distributed.from_rank0(pinned_subdir(config, Path(job.paths.folder)) if rank == 0 else None)
+        with read_write(config.hydra.sweep), open_dict(config.hydra.sweep):
+            config.hydra.sweep.subdir = subdir
         if rank == 0:
             record_start(Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir),
                          config.hydra.job.id)
@@ -155,24 +164,39 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             outcome = job.results()[0]
         except Exception as e:  # Slurm ended it outside Python: no result, or submitit's own error
             reason = ended_reason(job, e)
-            folder = self._job_dir(num, overrides)
-            record_end(folder, reason)
+            folder = self._job_dir(job)
+            if folder is not None:
+                record_end(folder, reason)
             log.warning("#%d: %s", num, reason)
             # COMPLETED with no value, as deeprob's own failed jobs return: Hydra's sweepers raise on FAILED
             return JobReturn(overrides=overrides, working_dir=str(folder), task_name="train",
                              status=JobStatus.COMPLETED, _return_value=None)
         folder = (Path(outcome.hydra_cfg.hydra.runtime.output_dir) if outcome.hydra_cfg is not None
-                  else self._job_dir(num, overrides))
+                  else self._job_dir(job))
         value = outcome._return_value if outcome.status == JobStatus.COMPLETED else None
-        log.info("#%d: %s%s", num, read_status(folder) or outcome.status.name.lower(),
+        log.info("#%d: %s%s", num, (folder and read_status(folder)) or outcome.status.name.lower(),
                  f" (val_acc {value:.4g})" if isinstance(value, float) else "")
         return outcome
 
-    def _job_dir(self, num: int, overrides: list) -> Path:
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
-        with open_dict(config.hydra.job):
-            config.hydra.job.num = num
-        return Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+    def _job_dir(self, job) -> Path | None:
+        """The job's folder, as the job named it when it started (None if it never started)."""
+        pin = Path(job.paths.folder) / PINNED
+        return Path(str(self.config.hydra.sweep.dir)) / pin.read_text() if pin.is_file() else None
+
+
+def pinned_subdir(config, submitit_folder: Path) -> str:
+    """This job's folder name within the sweep: named (hydra.sweep.subdir) at its first start and written to
+    submitit's folder for the Slurm job, then read back at every restart."""
+    from hydra.core.hydra_config import HydraConfig
+
+    pin = submitit_folder / PINNED
+    if pin.is_file():
+        return pin.read_text()
+    HydraConfig.instance().set_config(config)  # the name follows this job's overrides (naming.job_name)
+    name = str(config.hydra.sweep.subdir)
+    submitit_folder.mkdir(parents=True, exist_ok=True)
+    write_text(pin, name)
+    return name
 
 
 def read_status(folder: Path):

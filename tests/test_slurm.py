@@ -180,29 +180,32 @@ def test_a_2x2_sweep_completes_on_slurm_and_polls_quietly(cluster, tmp_path):
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_requeued_jobs_finish_identical_to_an_uninterrupted_one(cluster, tmp_path):
-    """Three identical jobs: 0 is requeued as a pre-empting scheduler does (scontrol requeue: SIGTERM, restart),
-    1 gets submitit's pre-emption/time-limit signal (USR2: checkpoint, resubmit, requeue), 2 runs through."""
+    """Three jobs that compute the same numbers (they differ in log.progress alone, which names their folders):
+    the first is requeued as a pre-empting scheduler does (scontrol requeue: SIGTERM, restart), the second gets
+    submitit's pre-emption/time-limit signal (USR2: checkpoint, resubmit, requeue), the third runs through."""
     out = tmp_path / "sweep"
-    args = [sys.executable, "-m", "deeprob_cli", "train", "-m", "trainer.seed=0,0,0", *LONG, *LAUNCHER,
+    args = [sys.executable, "-m", "deeprob_cli", "train", "-m", "log.progress=auto,true,false", *LONG, *LAUNCHER,
             f"hydra.sweep.dir={out}"]
+    folders = [out / f"log.progress={v}" for v in ("auto", "true", "false")]
     env = {**os.environ, "PYTHONPATH": str(REPO), **slurm_env(cluster)}
     with subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as driver:
         for n, interrupt in ((0, ["scontrol", "requeue"]), (1, ["scancel", "--signal=USR2"])):
-            wait_for(lambda: (out / str(n) / "checkpoints" / "last.pt").is_file(), f"job {n}'s first checkpoint")
-            job_id = json.loads((out / str(n) / sweep.SLURM_RECORD).read_text())["job_id"]
+            wait_for(lambda: (folders[n] / "checkpoints" / "last.pt").is_file(), f"job {n}'s first checkpoint")
+            job_id = json.loads((folders[n] / sweep.SLURM_RECORD).read_text())["job_id"]
             slurm(*interrupt, job_id, conf=cluster)
             restart_now(job_id, cluster)
         output, _ = driver.communicate(timeout=400)
     assert driver.returncode == 0, output
     jobs = json.loads((out / "sweep.json").read_text())["jobs"]
     assert [(j["status"], j["restarts"]) for j in jobs] == [("completed", 1), ("completed", 1), ("completed", 0)]
-    reference = out / "2"
+    assert [j["job"] for j in jobs] == [f.name for f in folders]  # each restart continued in its own folder
+    reference = folders[2]
     ref_state = load_checkpoint(reference / "checkpoints" / "last.pt")["model"]
     ref_scalars, _ = read_events(reference)
     keys = ("steps", "epochs_completed", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc")
     for n in (0, 1):
-        job = out / str(n)
+        job = folders[n]
         resumed = [line for line in (job / "train.log").read_text().splitlines() if " resumed " in line]
         assert len(resumed) == 1, resumed  # it really stopped mid-run and continued once
         state = load_checkpoint(job / "checkpoints" / "last.pt")["model"]
@@ -253,20 +256,21 @@ def test_a_two_task_job_trains_one_ddp_run(cluster, tmp_path):
                    "augmentation draws after the restart differ from an uninterrupted run's")
 def test_a_requeued_two_task_job_finishes_identical_to_an_uninterrupted_one(cluster, tmp_path):
     out = tmp_path / "sweep"
-    args = [sys.executable, "-m", "deeprob_cli", "train", "-m", "trainer.seed=0,0", *LONG, "trainer.batch_size=32",
-            *LAUNCHER, "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={out}"]
+    args = [sys.executable, "-m", "deeprob_cli", "train", "-m", "log.progress=auto,false", *LONG,
+            "trainer.batch_size=32", *LAUNCHER, "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={out}"]
+    first, second = out / "log.progress=auto", out / "log.progress=false"
     env = {**os.environ, "PYTHONPATH": str(REPO), **slurm_env(cluster)}
     with subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as driver:
-        wait_for(lambda: (out / "0" / "checkpoints" / "last.pt").is_file(), "job 0's first checkpoint")
-        job_id = json.loads((out / "0" / sweep.SLURM_RECORD).read_text())["job_id"]
+        wait_for(lambda: (first / "checkpoints" / "last.pt").is_file(), "job 0's first checkpoint")
+        job_id = json.loads((first / sweep.SLURM_RECORD).read_text())["job_id"]
         slurm("scontrol", "requeue", job_id, conf=cluster)
         restart_now(job_id, cluster)
         output, _ = driver.communicate(timeout=400)
     assert driver.returncode == 0, output
     jobs = json.loads((out / "sweep.json").read_text())["jobs"]
     assert [(j["status"], j["restarts"]) for j in jobs] == [("completed", 1), ("completed", 0)]
-    requeued, straight = summary(out / "0"), summary(out / "1")
+    requeued, straight = summary(first), summary(second)
     assert requeued["weights_sha256"][0] == requeued["weights_sha256"][1]  # the replicas agree after the restart
     assert requeued["weights_sha256"] == straight["weights_sha256"]  # ... but not with the uninterrupted run
 
@@ -277,14 +281,15 @@ def test_a_job_slurm_cancels_is_reported_with_its_reason(cluster, tmp_path):
     out = tmp_path / "sweep"
     short_and_long = ["trainer.epochs=1,60", *(a for a in LONG if not a.startswith("trainer.epochs="))]
     args = [sys.executable, "-m", "deeprob_cli", "train", "-m", *short_and_long, *LAUNCHER, f"hydra.sweep.dir={out}"]
+    long = out / "trainer.epochs=60"
     env = {**os.environ, "PYTHONPATH": str(REPO), **slurm_env(cluster)}
     with subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as driver:
-        wait_for(lambda: (out / "1" / "checkpoints" / "last.pt").is_file(), "job 1's first checkpoint")
-        slurm("scancel", json.loads((out / "1" / sweep.SLURM_RECORD).read_text())["job_id"], conf=cluster)
+        wait_for(lambda: (long / "checkpoints" / "last.pt").is_file(), "job 1's first checkpoint")
+        slurm("scancel", json.loads((long / sweep.SLURM_RECORD).read_text())["job_id"], conf=cluster)
         output, _ = driver.communicate(timeout=300)
     assert driver.returncode == 0, output
     jobs = json.loads((out / "sweep.json").read_text())["jobs"]
     assert jobs[0]["status"] == "completed"
     assert jobs[1]["status"] == "interrupted" and "ended (CANCELLED) without a result" in jobs[1]["error"]
-    assert summary(out / "1")["resume"] == f"deeprob train resume={out / '1'}"
+    assert summary(long)["resume"] == f"deeprob train resume={long}"
