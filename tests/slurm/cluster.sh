@@ -46,10 +46,12 @@ start() {
         [[ $(id -u) == 0 ]] || cannot "slurmctld, slurmd, slurm-client and munge are not installed and this is not root"
         command -v apt-get >/dev/null || cannot "slurm is not installed and there is no apt-get"
         echo "installing slurmctld slurmd slurm-client munge from apt ..." >&2
-        (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >"$dir.apt.log" 2>&1 \
-            || { apt-get update -qq >>"$dir.apt.log" 2>&1 && DEBIAN_FRONTEND=noninteractive \
-                 apt-get install -y -qq slurmctld slurmd slurm-client munge >>"$dir.apt.log" 2>&1; }) \
-            || cannot "apt-get install slurmctld slurmd slurm-client munge failed (see $dir.apt.log)"
+        mkdir -p "$dir"
+        log="$dir/apt.log"
+        (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >"$log" 2>&1 \
+            || { apt-get update -qq >>"$log" 2>&1 && DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -qq slurmctld slurmd slurm-client munge >>"$log" 2>&1; }) \
+            || cannot "apt-get install slurmctld slurmd slurm-client munge failed: $(tail -1 "$log")"
     fi
     [[ $(id -u) == 0 ]] || cannot "slurmd must run as root to start jobs as the submitting user; run as root"
 
