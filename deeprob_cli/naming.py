@@ -44,7 +44,8 @@ def job_name(num) -> str:
     values = dict(o.split("=", 1) for o in hydra.overrides.task if "=" in o)
     pairs = [f"{k}={values[k]}" for k in keys if k in values]
     name = ",".join(pairs).replace(os.sep, "∕").replace(" ", "")
-    if not name or len(name) > MAX_NAME or (Path(hydra.sweep.dir) / name).exists():
+    taken = (Path(hydra.sweep.dir) / name).exists() and job_order(Path(hydra.sweep.dir) / name)[1] != int(num)
+    if not name or len(name) > MAX_NAME or taken:  # a job restarted by its scheduler finds its own folder again
         return str(num) if not name else f"{name[:MAX_NAME]}_{num}"
     return name
 

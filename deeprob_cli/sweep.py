@@ -59,6 +59,12 @@ class SweepSummary(Callback):
         restarted = sum(1 for job in jobs if job.get("restarts"))
         log.info("sweep: %s%s; details in %s", ", ".join(f"{n} {s}" for s, n in counts.items()),
                  f" ({restarted} restarted by Slurm)" if restarted else "", sweep_dir / "sweep.json")
+        width = max([len(job["job"]) for job in jobs] + [3])
+        for job in jobs:  # a compact results table, then where to look further
+            acc = job.get("val_acc")
+            log.info("  %-*s  %-11s %s", width, job["job"], job["status"],
+                     f"val {100 * acc:.2f} %" if isinstance(acc, (int, float)) else "")
+        log.info("error bars over seeds, curves and what differs: deeprob compare %s", sweep_dir)
         for job in jobs:
             if job["status"] != "completed":
                 log.warning("job %s (%s): %s %s", job["job"], " ".join(job["overrides"]), job["status"],
