@@ -20,25 +20,56 @@ from . import UserError, __version__
 FORMAT = "deeprob-checkpoint/1"
 
 
+TEMP_GLOB = ".*.tmp*"  # atomic_write's temporary files: `.NAME.tmpPID` beside the file they replace
+
+
+def atomic_write(path: Path, data: bytes):
+    """Write data to path via a temporary file, fsync and a rename: a reader (or a kill at any instant) sees the
+    old file or the new one, never half of one. On any failure (a full disk, a signal) the temporary file is
+    removed and the old file is left as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temps(folder: Path):
+    """Delete temporary files that killed processes left behind (call only while holding the folder's lock)."""
+    for pattern in (TEMP_GLOB, f"checkpoints/{TEMP_GLOB}"):
+        for stale in Path(folder).glob(pattern):
+            stale.unlink(missing_ok=True)
+
+
 def save_checkpoint(path: Path, state: dict):
-    """Write state to path via a temporary file and a rename: a kill leaves the old or the new file, never half."""
+    """Write state to path atomically (atomic_write): a kill leaves the old or the new file, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, **state}, buffer)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(buffer.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, buffer.getbuffer())
 
 
 def link_checkpoint(source: Path, target: Path):
     """Make target the same file as source (best.pt ← last.pt) atomically, without writing it twice."""
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    os.link(source, tmp)
-    os.replace(tmp, target)
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path) -> dict:

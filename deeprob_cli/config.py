@@ -32,7 +32,7 @@ SETTINGS = {
     "log.progress": Choice("auto", True, False),
     "dataset.subset": Range(1, integer=True, nullable=True),
     "dataset.val_size": Range(0, integer=True),
-    "optim.lr": Range(0, low_open=True),
+    "optim.lr": Range(0, 3.4e38, low_open=True),  # the optimizers compute in float32
 }
 DEVICES = "auto, cpu or cuda"
 # a setting's advice when its value is refused, where "expected ..." alone does not say what it means

@@ -5,7 +5,6 @@ stored preprocessing, evaluates the chosen split without and with the run's test
 one `tta=` names), prints accuracy and loss, writes RUN_DIR/eval.json.
 """
 import contextlib
-import json
 import math
 import sys
 from pathlib import Path
@@ -16,7 +15,9 @@ from omegaconf import OmegaConf
 
 from . import UserError
 from .checkpoint import load_checkpoint
-from .config import CONFIG_DIR, build, option_names
+from .config import CONFIG_DIR, SETTINGS, build, option_names
+from .run import write_json
+from .validate import check as check_value
 from .data import load_data
 from .speed import for_eval
 
@@ -94,12 +95,18 @@ def run_eval(args) -> dict:
     cfg = OmegaConf.create(state["config"])
     if "dataset" in overrides and "root" in overrides.dataset:
         cfg.dataset.root = overrides.dataset.root
-    device_name = OmegaConf.select(overrides, "trainer.device", default="cpu" if not torch.cuda.is_available() else "cuda")
-    device = torch.device("cuda" if device_name == "auto" and torch.cuda.is_available() else
-                          "cpu" if device_name == "auto" else device_name)
+    device = pick_device(OmegaConf.select(overrides, "trainer.device", default="auto"))
+    batch = OmegaConf.select(overrides, "trainer.eval_batch_size", default=cfg.trainer.eval_batch_size)
+    try:
+        check_value("trainer.eval_batch_size", batch, SETTINGS["trainer.eval_batch_size"])
+    except ValueError as e:
+        raise UserError(str(e)) from None
     data = load_data(cfg.dataset)
     if data.classes != list(state["classes"]):
         raise UserError(f"dataset.root: classes {data.classes} differ from the run's {list(state['classes'])}")
+    if list(data.shape) != list(state["input_shape"]):
+        raise UserError(f"dataset.root: images of shape {list(data.shape)} do not fit the run's model, trained on "
+                        f"{list(state['input_shape'])}; evaluate on data of the run's shape")
     split_name = overrides.get("split", "val" if data.val is not None else "test")
     split = {"val": data.val, "test": data.test}.get(split_name, "unknown")
     if split == "unknown":
@@ -109,16 +116,32 @@ def run_eval(args) -> dict:
                         + ("; try split=val" if split_name == "test" else "; try split=test"))
     model, preprocess = restore(state, cfg, device)
     model = for_eval(model, cfg.trainer, device)  # the run's precision (bf16 autocast) and memory layout
-    batch = OmegaConf.select(overrides, "trainer.eval_batch_size", default=cfg.trainer.eval_batch_size)
     tta_name, tta = pick_tta(state, cfg, overrides.get("tta"))
     loss, acc = evaluate(model, split, preprocess, device, batch)
     loss_tta, acc_tta = evaluate(model, split, preprocess, device, batch, tta)
     result = {"split": split_name, "accuracy": acc, "loss": loss, "tta": tta_name, "accuracy_tta": acc_tta,
               "loss_tta": loss_tta, "n": len(split)}
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"{split_name}: accuracy {acc:.4f}  loss {loss:.4f}  ({len(split)} images); "
           f"with tta={tta_name}: accuracy {acc_tta:.4f}  loss {loss_tta:.4f}")
+    try:
+        write_json(run_dir / "eval.json", result)
+    except OSError as e:
+        raise UserError(f"the result above could not be written to {run_dir / 'eval.json'} ({e.strerror or e}); "
+                        f"make the run folder writable to keep it") from None
     return result
+
+
+def pick_device(name) -> torch.device:
+    """auto = CUDA when there is one; a CUDA device asked for on a machine without one is one line."""
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not (name == "cpu" or name == "cuda" or name.startswith("cuda:")):
+        raise UserError(f"trainer.device: {name!r} is not allowed; expected auto, cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"trainer.device: {name!r} asked for, but this machine has no CUDA device; use "
+                        f"trainer.device=auto or cpu")
+    return torch.device(name)
 
 
 def _keys(node, prefix=""):
@@ -130,8 +153,23 @@ def _keys(node, prefix=""):
 
 
 def main(args=None):
+    """`deeprob eval`: exit 0 with the result, 2 with one line for a refusal, 1 for an unexpected error (one line;
+    HYDRA_FULL_ERROR=1 shows the traceback), 128+N after signal N."""
+    import os
+    import signal
+
     try:
         run_eval(sys.argv[1:] if args is None else args)
     except UserError as e:
         print(f"deeprob eval: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("deeprob eval: interrupted: SIGINT; nothing was written", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+    except Exception as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"deeprob eval: failed: {type(e).__name__}: {reason} (HYDRA_FULL_ERROR=1 shows the traceback)",
+              file=sys.stderr)
+        sys.exit(1)

@@ -6,6 +6,7 @@
 Reads top to bottom: check config → device + seed → data (uint8 tensors) → preprocessing fitted on train →
 model from the groups → init → optimizer + schedule → loop (TensorBoard, checkpoint per epoch) → summary.json.
 """
+import contextlib
 import logging
 import os
 import random
@@ -30,16 +31,24 @@ from .config import CONFIG_DIR, build, check, selected, smallest_image
 from .data import load_data
 from .evaluate import evaluate, final_scores
 from .monitor import Monitor
+from . import run as run_module
 from .naming import jobs_in_sweep
-from .run import Diverged, Interrupted, Run, read_summary, write_json
+from .run import (SIGNALS, Diverged, Interrupted, Run, Stopped, _quote, discard, read_summary, release_all,
+                  write_json)
 from .speed import Speed
 
 log = logging.getLogger("deeprob")
+run_module.register_resolver()  # ${deeprob_record:...} (run.prepare, for sweeps re-run into their folder)
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig):
-    """Train once; return the final validation accuracy (what a Hydra sweeper maximizes)."""
+    """Train once; return the final validation accuracy (what a Hydra sweeper maximizes).
+
+    Every way a run can end is one line on stderr and an exit code: 0 completed, 2 a refusal (configuration,
+    data, a run folder or disk that cannot be written; a refused fresh run leaves no folder behind), 3 diverged,
+    1 an unexpected error (its traceback in the run's train.log), 128+N signal N. In a sweep the other jobs go
+    on, except after a signal."""
     hydra_cfg = HydraConfig.get()
     out = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
@@ -53,6 +62,7 @@ def main(cfg: DictConfig):
     except UserError as e:
         print(f"deeprob train: error: {to_log_file(e)}", file=sys.stderr)
         if not sweep:
+            discard(out)  # a refused fresh run leaves no folder behind
             sys.exit(2)
         if not (out / "summary.json").exists():  # the sweep goes on; another run's record is never replaced
             write_json(out / "summary.json", {"status": "failed", "error": str(e)})
@@ -60,39 +70,80 @@ def main(cfg: DictConfig):
         print(f"deeprob train: diverged: {to_log_file(e)}", file=sys.stderr)
         if not sweep:
             sys.exit(3)
+        return None  # a sweeper (Optuna) records the trial as failed and goes on
     except Interrupted as e:  # Ctrl-C or a scheduler's pre-emption: stop the whole sweep too
         print(f"deeprob train: interrupted: {to_log_file(e)}", file=sys.stderr)
         sys.exit(e.code)
-    except Exception as e:
+    except Stopped as e:  # before the run folder was opened: nothing to keep
+        print(f"deeprob train: interrupted: {e.signal} during start-up; nothing was run", file=sys.stderr)
+        discard(out)
+        sys.exit(e.code)
+    except OSError as e:  # a full disk, a folder turned read-only: what was written before is intact
+        where = e.filename or out
+        resume = (f"; then continue with: deeprob train resume={_quote(out)}"
+                  if (out / "checkpoints" / "last.pt").is_file() else "")
+        print(f"deeprob train: error: cannot write {where}: {e.strerror or e}; free space or choose a writable "
+              f"folder{resume}", file=sys.stderr)
         if not sweep:
+            sys.exit(2)
+    except Exception as e:
+        if full_error():
             raise
-        log.exception("job failed")  # the traceback goes to this job's train.log; the sweep goes on
-        write_json(out / "summary.json", {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+        import traceback
+
+        with contextlib.suppress(OSError), open(out / "train.log", "a") as f:  # the traceback, for a bug report
+            traceback.print_exc(file=f)
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"deeprob train: failed: {type(e).__name__}: {reason} (the traceback is in {out / 'train.log'}; "
+              f"HYDRA_FULL_ERROR=1 prints it here)", file=sys.stderr)
+        if not sweep:
+            sys.exit(1)
     return None
+
+
+def full_error() -> bool:
+    """HYDRA_FULL_ERROR=1 as the user set it (cli() sets it for Hydra's start-up so that we report, not Hydra)."""
+    return (os.environ.get("HYDRA_FULL_ERROR") if _USER_FULL_ERROR is None else _USER_FULL_ERROR) == "1"
+
+
+_USER_FULL_ERROR = None
 
 
 def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     """Train one configuration into run folder `out`; the final val accuracy (train accuracy without val)."""
-    check(cfg, choices)
-    if cfg.resume is None and distributed.requeued():  # [slurm, issue 19] a job Slurm restarted (pre-emption,
-        cfg.resume = "auto"  # submitit's time-limit requeue) continues its own run from its own checkpoint
-    run = Run.open(cfg, out)  # refuses another run's folder, finds the checkpoint to resume, locks the folder
-    job = None
-    try:
-        if cfg.resume == "auto" and run.completed:
-            log.info("resume=auto: %s already completed; nothing to do", out)
-            return read_summary(out).get("val_acc")
-        job = assemble_job(cfg, run, choices, sweep)
-        with run.stop:
-            while run.progress.epoch <= cfg.trainer.epochs:
-                train_epoch(job, run)
-                end_epoch(job, run)
-        return finish(job, run)
-    finally:
-        if job is not None:  # TensorBoard: final scalars, the status for HParams, the reason in the Text tab
-            summary = getattr(run, "summary", None) or {"status": "failed"}
-            job.monitor.finish(summary["status"], summary, run.progress.step)
-        run.release()
+    with SIGNALS.installed():  # already, when `deeprob train` went through run.prepare()
+        check(cfg, choices)
+        if cfg.resume is None and distributed.requeued():  # [slurm, issue 19] a job Slurm restarted (pre-emption,
+            cfg.resume = "auto"  # submitit's time-limit requeue) continues its own run from its own checkpoint
+        run = Run.open(cfg, out)  # refuses another run's folder, finds the checkpoint to resume, locks the folder
+        job = None
+        try:
+            if cfg.resume == "auto" and run.completed:
+                log.info("resume=auto: %s already completed; nothing to do", out)
+                return read_summary(out).get("val_acc")
+            job = assemble_job(cfg, run, choices, sweep)
+            with run.stop.deferred():  # a signal now finishes the step (or the validation), then checkpoints
+                while run.progress.epoch <= cfg.trainer.epochs:
+                    train_epoch(job, run)
+                    end_epoch(job, run)
+                    if run.stop.signal:  # arrived during validation: the epoch's checkpoint is written
+                        raise run.interrupted(during="validation")
+            return finish(job, run)
+        except Stopped:
+            with run.stop.deferred():
+                raise run.interrupted(during="start-up" if job is None else "the final evaluation") from None
+        except (UserError, Diverged, Interrupted):
+            raise
+        except Exception as e:
+            with run.stop.deferred():
+                run.failed(f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            if job is not None:  # TensorBoard: final scalars, the status for HParams, the reason in the Text tab
+                summary = getattr(run, "summary", None) or {"status": "failed"}
+                with contextlib.suppress(Exception), run.stop.deferred():
+                    job.monitor.finish(summary["status"], summary, run.progress.step)
+            run.release()
 
 
 def train_epoch(job: "Job", run: Run):
@@ -108,8 +159,11 @@ def train_epoch(job: "Job", run: Run):
         train_step(job, run, last_of_epoch=i == job.steps_per_epoch - 1)
         if job.show and i % 20 == 0:
             bar.set_postfix(loss=f"{p.last_loss:.3f}")
-        if run.checkpoint_due():
+        # not at the epoch's last step (end_epoch's checkpoint follows at once) unless a signal asks: a checkpoint
+        # then would precede the epoch's values logged at that step, and a resume from it would log them twice
+        if run.checkpoint_due() and (run.stop.signal or i < job.steps_per_epoch - 1):
             run.lap()
+            log_losses(job, run)
             run.checkpoint(job.model, job.state())
             if run.stop.signal:
                 raise run.interrupted()
@@ -145,8 +199,8 @@ def train_step(job: "Job", run: Run, last_of_epoch: bool):
 def end_epoch(job: "Job", run: Run):
     """Per-step losses and epoch metrics to TensorBoard, validation, the checkpoint (and best.pt)."""
     p = run.progress
-    p.losses, p.correct = distributed.mean(p.losses), distributed.total(p.correct)
-    job.monitor.step_losses(p.step - len(p.losses), p.losses)
+    p.correct = distributed.total(p.correct)
+    log_losses(job, run)
     metrics = {"train/acc": p.correct.item() / (len(p.losses) * job.effective_batch),
                "lr": job.optimizer.param_groups[0]["lr"]}
     if job.data.val is not None:
@@ -158,14 +212,36 @@ def end_epoch(job: "Job", run: Run):
     log.info("epoch %d/%d  train/loss %.4g  %s  (%.1f s)", p.epoch, job.cfg.trainer.epochs, train_loss,
              "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), run.epoch_seconds())
     improved = p.end_epoch(train_loss, metrics)
+    flush(job)
     run.checkpoint(job.model, job.state(), best=improved)
+
+
+def log_losses(job: "Job", run: Run):
+    """train/loss of this epoch's steps not yet in TensorBoard (averaged over the ranks), flushed to the event
+    file. Called before every checkpoint, so that what TensorBoard holds below a checkpoint's step is complete
+    and everything logged after it lies at or above that step: a resume purges from the checkpoint's step and
+    logs every step exactly once, after any number of interruptions."""
+    p = run.progress
+    new = distributed.mean(p.losses[p.logged:])
+    p.losses[p.logged:] = new
+    if new:
+        job.monitor.step_losses(p.step - len(p.losses) + p.logged, new)
+    p.logged = len(p.losses)
+    flush(job)
+
+
+def flush(job: "Job"):
+    """What TensorBoard was given reaches the event file (before a checkpoint that counts on it)."""
+    if distributed.is_main():  # rank 0's Monitor; the other ranks write nothing
+        job.monitor.writer.flush()
 
 
 def finish(job: "Job", run: Run):
     """Final scores (with test-time augmentation) into summary.json; the value a sweeper maximizes."""
     scores = final_scores(job.speed.wrap(job.model), job.data, job.preprocess, job.device,
                           job.cfg.trainer.eval_batch_size, job.tta, val_acc=run.progress.metrics.get("val_acc"))
-    summary = run.finish("completed", **scores, **distributed.checksums(job.model))
+    with run.stop.deferred():  # a signal from here on no longer changes the outcome
+        summary = run.finish("completed", **scores, **distributed.checksums(job.model))
     log.info("done: %s; %.0f s, %.0f images/s; summary.json, checkpoints and TensorBoard events in %s",
              ", ".join(f"{name} {percent(summary.get(f'{name}_acc'))}" + (
                  f" ({percent(summary[f'{name}_acc_tta'])} with tta)"
@@ -317,9 +393,37 @@ def move(split, device):
 
 
 def cli():
-    """`deeprob train` and `python -m deeprob_cli.train`: under torchrun, one process group and run folder first."""
-    distributed.setup()
-    return main()
+    """`deeprob train` and `python -m deeprob_cli.train`: under torchrun, one process group and run folder first.
+
+    What fails before main() runs (Hydra's own start-up: writing .hydra/ to a full disk, a signal) is one line
+    here too; HYDRA_FULL_ERROR=1 keeps Hydra's traceback."""
+    global _USER_FULL_ERROR
+    saved = _USER_FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR", "0")
+    full = saved == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises what it would print as a trace; we print one line
+    try:
+        distributed.setup()
+        return main()
+    except Stopped as e:
+        print(f"deeprob train: interrupted: {e.signal} during start-up; nothing was run", file=sys.stderr)
+        release_all(discard_created=True)
+        sys.exit(e.code)
+    except Exception as e:
+        if full:
+            raise
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if "No trials are completed yet" in reason:  # Optuna, when every trial diverged or failed
+            reason = ("every trial of the sweep diverged or failed, so there is no best one (each job's "
+                      "summary.json says why); narrow the search space, e.g. lower optim.lr")
+        elif isinstance(e, OSError):
+            reason = f"cannot write {e.filename}: {e.strerror}; free space or choose a writable folder"
+        print(f"deeprob train: error: {reason}", file=sys.stderr)
+        release_all(discard_created=True)
+        sys.exit(2)
+    finally:
+        os.environ["HYDRA_FULL_ERROR"], _USER_FULL_ERROR = saved, None
+        release_all()
+        SIGNALS.uninstall()
 
 
 if __name__ == "__main__":

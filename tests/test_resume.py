@@ -1,4 +1,5 @@
 """Interrupted runs resume bit for bit; divergence stops a run cleanly; signals leave a valid checkpoint."""
+import math
 import os
 import random
 import signal
@@ -9,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, read_events, run_cli, run_dirs, summary
+from conftest import REPO, run_cli, run_dirs, summary, tree_digest
 
 RUN = ["dataset=synthetic", "dataset.num_train=1280", "model.widths=[8,16]", "trainer.epochs=3",
        "trainer.batch_size=32", "trainer.checkpoint_every=4", "log.hist_every=5", "augment=[flip,crop]"]
@@ -23,51 +24,135 @@ def reference(tmp_path_factory):
     return cwd / "ref"
 
 
-def _weights(run):
-    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+def _weights(run, name="last.pt"):
+    return torch.load(run / "checkpoints" / name, weights_only=True)["model"]
+
+
+def events(run):
+    """Everything TensorBoard shows of a run's numbers: every scalar tag's (step, value) list and every histogram
+    tag's (step, count, sum) list, in the order TensorBoard reads them after its purges."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    scalars = {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags["scalars"]}
+    hists = {t: [(e.step, e.histogram_value.num, e.histogram_value.sum) for e in acc.Histograms(t)]
+             for t in tags["histograms"]}
+    return scalars, hists
 
 
 def _same_as_reference(run, reference):
+    """Bit for bit: metrics, weights, and every TensorBoard value at every step exactly once."""
     a, b = summary(run), summary(reference)
-    assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS}
+    assert a["status"] == "completed" and {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS}
     wa, wb = _weights(run), _weights(reference)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    scalars, _ = read_events(run)
-    assert [s for s, _ in scalars["train/loss"]] == list(range(a["steps"]))  # no step twice after the resume
-    ref_scalars, _ = read_events(reference)
-    assert scalars["train/loss"] == ref_scalars["train/loss"] and scalars["val/acc"] == ref_scalars["val/acc"]
+    scalars, hists = events(run)
+    assert [s for s, _ in scalars["train/loss"]] == list(range(a["steps"]))  # no step twice, none missing
+    ref_scalars, ref_hists = events(reference)
+    assert scalars == ref_scalars and hists == ref_hists
 
 
-def _start(cwd, *args):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "deeprob_cli", "train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start(cwd, *args, stall_at=None):
+    """`deeprob train ARGS` in a fresh interpreter; with stall_at=N its N-th write of checkpoints/last.pt stops
+    halfway (half the bytes in the temporary file) until the test kills it: a kill during a checkpoint write."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
+    if stall_at is None:
+        command = [sys.executable, "-m", "deeprob_cli", "train", *args]
+    else:
+        command = [sys.executable, "-c", STALLING, str(stall_at), "train", *args]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_checkpoint(proc, run, timeout=120):
+STALLING = """
+import os, sys, time
+import deeprob_cli.checkpoint as c
+real, writes, at = c.atomic_write, [0], int(sys.argv.pop(1))
+def stalling(path, data):
+    if path.name == "last.pt":
+        writes[0] += 1
+        if writes[0] == at:
+            with open(path.with_name(f".{path.name}.tmp{os.getpid()}"), "wb") as f:
+                f.write(bytes(data)[: len(data) // 2])
+            open("stalled", "w").close()  # beside the run folder: the test kills now
+            time.sleep(600)
+    return real(path, data)
+c.atomic_write = stalling
+from deeprob_cli.__main__ import main
+sys.argv[0] = "deeprob"
+sys.exit(main())
+"""
+
+
+def _saved_step(run):
+    try:
+        return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]["step"]
+    except Exception:  # not there yet
+        return -1
+
+
+def _wait(proc, condition, timeout=180):
+    """Until condition() holds; fails (never skips) when the run ends or stalls first."""
     deadline = time.time() + timeout
-    while not (run / "checkpoints" / "last.pt").exists():
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "slow"
-        time.sleep(0.02)
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended (exit {proc.returncode}) before the awaited point:\n"
+                                 f"{proc.stderr.read()}")
+        assert time.time() < deadline, "the run did not reach the awaited point in time"
+        time.sleep(0.01)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_kill_9_at_a_random_step_then_resume_equals_the_uninterrupted_run(tmp_path, reference, seed):
-    proc = _start(tmp_path, *RUN, "hydra.run.dir=run")
-    _wait_for_checkpoint(proc, tmp_path / "run")
-    time.sleep(random.Random(seed).uniform(0.0, 1.5))
+def _kill_9(proc):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["progress"]["step"]
-    if proc.returncode != -signal.SIGKILL or saved >= summary(reference)["steps"]:
-        pytest.skip("the run finished before the kill arrived")
+    assert proc.returncode == -signal.SIGKILL  # it was still running: the kill, not the end, stopped it
+
+
+def kill_trial(tmp_path, reference, mode, target):
+    """One fault: kill -9 right after the checkpoint of step `target` exists ("step"), or in the middle of the
+    `target`-th write of last.pt ("write"); then resume and compare bit for bit with the uninterrupted run."""
+    run = tmp_path / "run"
+    proc = _start(tmp_path, *RUN, "hydra.run.dir=run", stall_at=target if mode == "write" else None)
+    if mode == "step":
+        _wait(proc, lambda: _saved_step(run) >= target)
+    else:
+        _wait(proc, lambda: (tmp_path / "stalled").exists())
+    _kill_9(proc)
+    saved = _saved_step(run)
+    assert 0 < saved < summary(reference)["steps"]
+    if mode == "write":  # the torn write never replaced the previous checkpoint
+        assert saved == WRITES[target - 2] if target > 1 else True
     run_cli("train", "resume=run", cwd=tmp_path)
-    _same_as_reference(tmp_path / "run", reference)
+    assert not list(run.rglob(".*.tmp*"))  # the killed process's temporary file is gone
+    _same_as_reference(run, reference)
 
 
-def test_sigterm_writes_a_checkpoint_marks_interrupted_and_resume_completes(tmp_path, reference):
+# steps of the successive writes of last.pt in RUN (32 steps an epoch, a checkpoint every 4 steps; at the epoch's
+# last step only the epoch-end one): writes 8, 16 and 24 are the epoch ends
+WRITES = [s for e in range(3) for s in [*range(e * 32 + 4, e * 32 + 32, 4), e * 32 + 32]]
+DEFAULT_KILLS = [("step", 7), ("write", 8)]
+CAMPAIGN = ([("step", t) for t in random.Random(14).sample(sorted(set(range(1, 86)) - {32, 64}), 18)]
+            + [("step", 32), ("step", 64)]
+            + [("write", n) for n in (2, 8, 11, 16, 19, 23)])
+
+
+@pytest.mark.parametrize("mode, target", DEFAULT_KILLS, ids=[f"{m}-{t}" for m, t in DEFAULT_KILLS])
+def test_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path, reference, mode, target):
+    kill_trial(tmp_path, reference, mode, target)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, target", CAMPAIGN, ids=[f"{m}-{t}" for m, t in CAMPAIGN])
+def test_kill_9_campaign(tmp_path, reference, mode, target):
+    """The slow suite's campaign: kill -9 at 20 steps (both epoch ends among them) and in 6 checkpoint writes
+    (two of them epoch-end writes, after the epoch's values went to TensorBoard)."""
+    kill_trial(tmp_path, reference, mode, target)
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_refuses_changes_and_accepts_allowed_ones(tmp_path, reference):
     proc = _start(tmp_path, *RUN, "hydra.run.dir=run")
-    _wait_for_checkpoint(proc, tmp_path / "run")
+    _wait(proc, lambda: _saved_step(tmp_path / "run") >= 1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
@@ -77,20 +162,51 @@ def test_sigterm_writes_a_checkpoint_marks_interrupted_and_resume_completes(tmp_
     assert "checkpoint saved; continue with: deeprob train resume=" in err and "Traceback" not in err
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert state["progress"]["step"] == s["steps"]  # the checkpoint is the interrupted step
-    run_cli("train", "resume=run", cwd=tmp_path)
+    # an interrupted run, so the refusal comes from the comparison with its checkpoint, not "already completed"
+    before = tree_digest(tmp_path / "run")
+    refused = run_cli("train", "resume=run", "optim.lr=0.5", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "resume: optim.lr=0.5 differs from the run's" in refused.stderr
+    refused = run_cli("train", "resume=run", "trainer.threads=2", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "resume: trainer.threads=2 differs from the run's None (torch splits its " \
+        "CPU reductions by thread count, so the result would no longer be bit-identical" in refused.stderr
+    refused = run_cli("train", "resume=run", "model=mlp", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "deeprob train: error: resume: model=mlp chooses another option; a resumed run keeps its configuration "
+        "(it may change: log.hist_every, log.progress, resume, trainer.device, trainer.eval_batch_size); start a "
+        "new run to change it")
+    assert tree_digest(tmp_path / "run") == before  # refusals touch nothing, not even train.log
+    run_cli("train", "resume=run", "trainer.device=cpu", "log.progress=false", cwd=tmp_path)  # allowed changes
     _same_as_reference(tmp_path / "run", reference)
+    assert summary(tmp_path / "run")["changed_on_resume"] == {"log.progress": ["auto", False],
+                                                              "trainer.device": ["auto", "cpu"]}
 
 
-def test_resume_refuses_a_changed_configuration_and_finished_runs(tmp_path, reference):
+def test_resume_refuses_finished_runs_and_folders_that_hold_no_run(tmp_path, reference):
     result = run_cli("train", f"resume={reference}", "optim.lr=0.5", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "already completed" in result.stderr
     result = run_cli("train", f"resume={tmp_path}", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "is not a run folder" in result.stderr
 
 
-def test_best_checkpoint_is_kept_beside_last(reference):
-    best = torch.load(reference / "checkpoints" / "best.pt", weights_only=True)
-    assert best["progress"]["best_val"] == max(v for _, v in read_events(reference)[0]["val/acc"])
+def test_best_checkpoint_holds_the_epoch_of_the_best_val_accuracy(tmp_path):
+    """A run whose val accuracy peaks before its last epoch (constant lr 0.2: 0.27, 0.77, 0.99, 0.90): best.pt is
+    epoch 3's model, and its weights score the best val accuracy again."""
+    from deeprob_cli.data import load_data
+    from deeprob_cli.evaluate import evaluate, restore
+    from omegaconf import OmegaConf
+
+    run_cli("train", "dataset=synthetic", "dataset.num_train=512", "dataset.val_size=128", "model.widths=[8,16]",
+            "trainer.epochs=4", "trainer.batch_size=64", "log.hist_every=0", "schedule=constant", "optim.lr=0.2",
+            "hydra.run.dir=run", cwd=tmp_path)
+    val = [v for _, v in events(tmp_path / "run")[0]["val/acc"]]
+    best_epoch = max(range(len(val)), key=val.__getitem__) + 1
+    assert best_epoch < len(val)  # the premise: the best epoch is not the last
+    state = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
+    assert state["progress"]["epoch"] - 1 == best_epoch and state["progress"]["best_val"] == max(val)
+    cfg = OmegaConf.create(state["config"])
+    model, preprocess = restore(state, cfg, torch.device("cpu"))
+    data = load_data(cfg.dataset)
+    assert evaluate(model, data.val, preprocess, torch.device("cpu"))[1] == pytest.approx(max(val), abs=1e-6)
 
 
 def test_huge_learning_rate_diverges_within_the_first_epoch(tmp_path):
@@ -99,8 +215,8 @@ def test_huge_learning_rate_diverges_within_the_first_epoch(tmp_path):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("deeprob train: diverged: loss became") and "optim.lr" in line and "init=" in line
     s = summary(tmp_path / "run")
-    assert s["status"] == "diverged" and s["step"] < 40 and s["epochs_completed"] == 0
-    assert s["last_finite_loss"] is None or s["last_finite_loss"] == s["last_finite_loss"]  # a number, not NaN
+    assert s["status"] == "diverged" and s["step"] < 32 and s["epochs_completed"] == 0
+    assert isinstance(s["last_finite_loss"], float) and math.isfinite(s["last_finite_loss"])
 
 
 def test_a_diverging_job_does_not_stop_its_sweep(tmp_path):
