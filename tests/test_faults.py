@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import read_events, run_cli, summary, tree_digest
+from conftest import read_events, run_cli, run_dirs, summary, tree_digest
 
 import deeprob_cli.train as train_module
 from deeprob_cli import checkpoint as checkpoint_module
@@ -279,7 +279,7 @@ def test_a_finished_sweep_run_again_into_its_folder_keeps_every_result(tmp_path)
             if p.is_file() and p.name not in ("train.log", "sweep.json", "multirun.yaml")}  # (the sweep's log)
     run_cli("train", *sweep, "resume=auto", cwd=tmp_path)  # completed jobs: skipped, nothing rewritten
     assert [p for p, data in kept.items() if p.read_bytes() != data] == []
-    assert [summary(tmp_path / "sweep" / j)["status"] for j in ("0", "1")] == ["completed", "completed"]
+    assert [summary(job)["status"] for job in run_dirs(tmp_path / "sweep")] == ["completed", "completed"]
 
 
 def test_stale_temporary_files_of_a_killed_process_go_at_the_next_start(tmp_path):
@@ -377,4 +377,4 @@ def test_an_optuna_sweep_whose_every_trial_diverges_is_one_line(tmp_path):
                      check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "every trial of the sweep diverged or failed" in result.stderr.strip().splitlines()[-1]
-    assert [summary(tmp_path / "opt" / j)["status"] for j in ("0", "1")] == ["diverged", "diverged"]
+    assert [summary(job)["status"] for job in run_dirs(tmp_path / "opt")] == ["diverged", "diverged"]
