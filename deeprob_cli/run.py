@@ -253,6 +253,17 @@ class Run:
                     self.changes[key] = [saved.get(key), now.get(key)]
         return state
 
+    def after_earlier_events(self):
+        """Wait, if need be, into a second later than this folder's newest TensorBoard event file was created in.
+        TensorBoard reads a folder's event files in name order and a name starts with its creation second; a
+        resumed run's file created in the same second as the interrupted one's would be ordered by process id,
+        and read first half the time, its purge then undoing the wrong file (measured: kill -9 and resume within
+        one second lost the first steps)."""
+        stamps = [int(p.name.split(".")[3]) for p in self.out.glob("events.out.tfevents.*")
+                  if len(p.name.split(".")) > 3 and p.name.split(".")[3].isdigit()]
+        if stamps and max(stamps) + 1 > time.time():
+            time.sleep(max(stamps) + 1 - time.time())
+
     def start_over(self):
         """A run stopped before its first checkpoint starts from scratch: drop its start-up's TensorBoard records."""
         for events in self.out.glob("events.out.tfevents.*"):

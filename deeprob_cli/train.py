@@ -323,6 +323,8 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
         log.info("resumed %s at epoch %d, step %d", run.out, run.progress.epoch, run.progress.step)
 
     # TensorBoard (rank 0 only); a resumed run drops what the interrupted one logged from its checkpoint's step on
+    if run.resumed and distributed.is_main():
+        run.after_earlier_events()  # its event file must sort after the interrupted one's
     monitor = (Monitor(run.out, model, built.activation, cfg.log.hist_every,
                        purge_step=run.progress.step if run.resumed else None)
                if distributed.is_main() else distributed.Silent())
