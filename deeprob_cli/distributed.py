@@ -255,14 +255,18 @@ def total(count):
     return count
 
 
+def gather(value) -> list:
+    """Every rank's value, in rank order ([value] for a single process)."""
+    if not active():
+        return [value]
+    every = [None] * world_size()
+    dist.all_gather_object(every, value)
+    return every
+
+
 def digests(model: torch.nn.Module) -> list:
     """sha256 of each rank's parameters (in rank order): equal strings mean the replicas hold identical weights."""
-    own = parameter_digest(model)
-    if not active():
-        return [own]
-    every = [None] * world_size()
-    dist.all_gather_object(every, own)
-    return every
+    return gather(parameter_digest(model))
 
 
 def checksums(model: torch.nn.Module) -> dict:

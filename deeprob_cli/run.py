@@ -286,12 +286,20 @@ class Run:
 
     def restore(self, device, order, noise):
         """Put progress and the data-order/augmentation generators back where the checkpoint left them."""
+        from . import distributed
         from .checkpoint import restore_rng
 
-        self.progress = Progress.restore(self.resumed["progress"], device)
+        saved, rng = dict(self.resumed["progress"]), self.resumed["rng"]
+        ranks = self.resumed.get("ranks") or [{"rng": rng}]
+        if len(ranks) != distributed.world_size():
+            raise UserError(f"resume: {self.out} was trained by {len(ranks)} process(es); resume it with the same "
+                            f"number (torchrun --nproc_per_node={len(ranks)}) so that it continues exactly")
+        own = ranks[distributed.rank()]  # under DDP: this rank's generators and its share of the epoch's steps
+        saved.update({k: own[k] for k in ("losses", "correct") if k in own})
+        self.progress = Progress.restore(saved, device)
         self.progress.changes.update(getattr(self, "changes", {}))  # stated in summary.json
         self.restored = True
-        restore_rng(self.resumed["rng"], order, noise)
+        restore_rng(own["rng"], order, noise)
 
     def checkpoint_due(self) -> bool:
         """After a step: a stop signal or the trainer.checkpoint_every cadence asks for a checkpoint."""
@@ -310,6 +318,10 @@ class Run:
         from .checkpoint import link_checkpoint, provenance, save_checkpoint
         from .config import to_plain
 
+        if distributed.active():  # each rank's own generators and share of the epoch: every rank resumes exactly
+            own = self.progress.state(0.0)
+            state = {**state, "ranks": distributed.gather({"rng": state["rng"], "losses": own["losses"],
+                                                            "correct": own["correct"]})}
         if not distributed.is_main():
             return
         if not all(torch.isfinite(p).all() for p in model.parameters()):

@@ -103,6 +103,42 @@ def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds rank 0's process through /proc (Linux)")
+def test_a_resumed_ddp_run_equals_the_uninterrupted_one(tmp_path):
+    """Each rank resumes its own generators and its share of the epoch (the checkpoint gathers them), so augmentation
+    draws after the restart are those of an uninterrupted run and the final weights agree bit for bit."""
+    mark = uuid.uuid4().hex
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1",
+           "DEEPROB_TEST_MARK": mark}
+    args = [*DDP, "trainer.epochs=6", "trainer.checkpoint_every=2", "augment=[flip,crop]"]
+    torchrun("train", *args, "hydra.run.dir=ref", cwd=tmp_path, module="deeprob_cli")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "deeprob_cli"]
+    proc = subprocess.Popen([*launch, "train", *args, "hydra.run.dir=run"], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    run = tmp_path / "run"
+    try:
+        deadline = time.time() + 240
+        while not (run / "checkpoints" / "last.pt").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.05)
+        os.kill(_pid_with({"DEEPROB_TEST_MARK": mark, "RANK": "0"}), signal.SIGTERM)
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stopped = summary(run)
+    assert stopped["status"] == "interrupted" and stopped["steps"] < 6 * 8, stopped
+    assert len(load_checkpoint(run / "checkpoints" / "last.pt")["ranks"]) == 2  # each rank's own state
+    torchrun("train", "resume=run", cwd=tmp_path, module="deeprob_cli")
+    resumed, straight = summary(run), summary(tmp_path / "ref")
+    assert resumed["status"] == "completed" and resumed["weights_sha256"] == straight["weights_sha256"]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        assert resumed[key] == straight[key], key
+
+
+@pytest.mark.slow
 def test_sync_bn_is_refused_on_cpu_in_one_line(tmp_path):
     with pytest.raises(AssertionError, match="trainer.sync_bn: true needs CUDA"):
         torchrun(*DDP, "trainer.sync_bn=true", cwd=tmp_path)

@@ -264,9 +264,6 @@ def test_a_two_task_job_trains_one_ddp_run(cluster, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.slurm
-@pytest.mark.xfail(strict=True, reason="DDP resume is not exact yet (torchrun alike): the checkpoint holds rank 0's "
-                   "generators and partial-epoch losses, and run.restore() puts them on every rank, so rank 1's "
-                   "augmentation draws after the restart differ from an uninterrupted run's", raises=AssertionError)
 def test_a_requeued_two_task_job_finishes_identical_to_an_uninterrupted_one(cluster, tmp_path):
     out = tmp_path / "sweep"
     args = [sys.executable, "-m", "deeprob_cli", "train", "-m", "log.progress=auto,false", *LONG,
@@ -285,7 +282,7 @@ def test_a_requeued_two_task_job_finishes_identical_to_an_uninterrupted_one(clus
     assert [(j["status"], j["restarts"]) for j in jobs] == [("completed", 1), ("completed", 0)]
     requeued, straight = summary(first), summary(job_folder(out, "log.progress=false"))
     assert requeued["weights_sha256"][0] == requeued["weights_sha256"][1]  # the replicas agree after the restart
-    assert requeued["weights_sha256"] == straight["weights_sha256"]  # ... but not with the uninterrupted run
+    assert requeued["weights_sha256"] == straight["weights_sha256"]  # ... and with the uninterrupted run
 
 
 @pytest.mark.slow
