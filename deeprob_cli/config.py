@@ -5,7 +5,6 @@ line and exit code 2 before Hydra creates a run folder; `check(cfg)` validates e
 settings against SETTINGS, each chosen option's parameters against its code's signature (deeprob_cli.validate),
 and the cross-group rules; `build(cfg.<group>)` instantiates an option's `_target_` the same way.
 """
-import inspect
 
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, get_object, instantiate
@@ -134,7 +133,6 @@ def check_fits(cfg: DictConfig):
 
 def precheck(args, config_name: str = "train"):
     """Compose and check what `deeprob COMMAND ARGS` will run (a sweep: its first job), before Hydra starts."""
-    from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 

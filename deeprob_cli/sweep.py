@@ -76,10 +76,10 @@ def write_json(path: Path, value: dict):
 
 
 def write_text(path: Path, text: str):
-    """Write atomically: a reader (or a job killed half-way) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write atomically (checkpoint.atomic_write): a reader, or a job killed half-way, never sees half a file."""
+    from .checkpoint import atomic_write
+
+    atomic_write(Path(path), text.encode())
 
 
 class SlurmLauncher(submitit_launcher.SlurmLauncher):
