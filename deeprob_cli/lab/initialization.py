@@ -1,0 +1,175 @@
+"""The lecture's weight-initialization claims, each declared next to its measure. Try: deeprob lab init_depth dataset=synthetic lab.scale=0.05"""
+import math
+
+import torch
+
+from ..config import build, compose_checked
+from .activations import hidden_layers
+from .bench import assemble_model, bars, figure, fit, save, scores, setting
+from .claim import Test, claim
+
+STACK_CASES = {"normal_0.01_tanh": ["init=normal", "init.std=0.01", "activation=tanh"],
+               "normal_0.05_tanh": ["init=normal", "init.std=0.05", "activation=tanh"],
+               "xavier_tanh": ["init=xavier", "activation=tanh"], "xavier_relu": ["init=xavier", "activation=relu"],
+               "kaiming_relu": ["init=kaiming", "activation=relu"]}
+
+
+@claim("init_depth", "Activation statistics through a deep net at init: small random numbers (0.01) shrink to zero, "
+       "larger ones (0.05) saturate tanh, Xavier fits tanh, collapses with ReLU, Kaiming fits ReLU.",
+       """`deeprob init-stats`' stack (6 layers of 4,096 units, 16 unit-Gaussian inputs, conf/init_stats.yaml), one
+       stack per seed and case. Parts: std 0.01 shrinks (log10 first/last layer std > 0); std 0.05 saturates tanh
+       more than Xavier (share of |tanh| > 0.99 in the last layer); Xavier + ReLU collapses (log2 first/last std
+       > 0); Kaiming + ReLU keeps the scale (|log2 last/first std| < 1).""",
+       {"small_shrinks": Test(+1, "lecture: std ×0.01·√4096 = 0.64 per layer: 5 layers shrink by 0.64^-5 "
+                                  "(log10 ≈ 0.97)", literature=5 * math.log10(1 / 0.64), unit="log10 std ratio"),
+        "large_saturates": Test(+1, "lecture slide: std 0.05 drives tanh into ±1 (direction only)",
+                                unit="saturated share"),
+        "xavier_relu_collapses": Test(+1, "He et al. 2015 §2.2: Xavier halves the variance per ReLU layer: 5 layers "
+                                          "halve the std 2.5 times (log2 = 2.5)", literature=2.5, unit="log2 std ratio"),
+        "kaiming_relu_keeps": Test(+1, "He et al. 2015, eq. 10: Var kept per layer, ratio 1 (|log2| = 0; decided "
+                                       "within a factor 2)", literature=1.0, unit="1 − |log2 std ratio|", margin=1.0)},
+       compares=("activation", "init"))
+def init_depth(ctx):
+    from ..init_stats import build_stack, layer_outputs, layer_stats
+
+    stats = {case: [] for case in STACK_CASES}
+    for seed in ctx.seeds:
+        for case, arm in STACK_CASES.items():
+            cfg = compose_checked("init_stats", [*arm, *[o for o in ctx.overrides if o.startswith("init_stats.")]])
+            dims = list(cfg.init_stats.dims)
+            activation = build(cfg.activation, "activation")
+            torch.manual_seed(seed)
+            stack = build_stack(dims, activation)
+            build(cfg.init, "init")(stack, activation=activation())
+            x = torch.randn(cfg.init_stats.batch, dims[0])
+            stats[case].append([layer_stats(act, pre, y) for (pre, y), act in
+                                zip(layer_outputs(stack, x), stack[1::2])])
+    std = {c: [[layer["std"] for layer in run] for run in runs] for c, runs in stats.items()}
+    log = lambda base, c, a, b: [math.log(r[a] / r[b], base) for r in std[c]]  # noqa: E731
+    sat = {c: [run[-1]["saturated"] for run in runs] for c, runs in stats.items()}
+    fig, axes = figure(1, 1)
+    for case, runs in std.items():
+        axes[0, 0].semilogy(range(1, len(runs[0]) + 1), runs[0], marker="o", label=case)
+    axes[0, 0].set(xlabel="layer", ylabel="std of the activations (seed 0)")
+    axes[0, 0].legend(fontsize=8)
+    save(fig, ctx.folder, "init_depth: activation std through the stack right after init")
+    samples = {"small_shrinks": (log(10, "normal_0.01_tanh", 0, -1), None),
+               "large_saturates": (sat["normal_0.05_tanh"], sat["xavier_tanh"]),
+               "xavier_relu_collapses": (log(2, "xavier_relu", 0, -1), None),
+               "kaiming_relu_keeps": ([-abs(v) for v in log(2, "kaiming_relu", -1, 0)], None)}
+    return samples, {"std_per_layer": std, "saturated_last": sat}
+
+
+@claim("zero_init", "Initializing all weights to 0: every neuron computes the same output and gets the same "
+       "gradient — no symmetry breaking.",
+       """A 2-layer MLP (64 sigmoid units) trained 100 SGD steps from init=zeros vs Kaiming, per seed: the largest
+       difference between the units (rows) of each hidden layer relative to the largest weight. Parts: zeros
+       stay identical (spread < 1e-5, float rounding), and Kaiming's units differ more than zeros'.""",
+       {"zeros_identical": Test(-1, "symmetry: identical units get identical gradients, so they stay equal up to "
+                                    "float rounding (decided: spread < 1e-5)", literature=-1e-5,
+                                unit="spread − 1e-5", margin=-1e-5),
+        "random_differs": Test(+1, "random init breaks the symmetry (direction)", unit="relative spread")},
+       compares=("init",))
+def zero_init(ctx):
+    base = ["experiment=lab_mlp", "model.depth=2", "model.width=64", "activation=sigmoid"]
+    s = setting(ctx.cfg(*base), ctx.n(1000, 64))
+    spread, moved, weights = {"zeros": [], "kaiming": []}, [], {}
+    for seed in ctx.seeds:
+        for init in spread:
+            assembly = assemble_model(ctx.cfg(*base, f"init={init}"), s, seed)
+            fit(assembly, s, steps=ctx.n(100, 4), lr=0.1, seed=seed)
+            model = assembly.model
+            hidden = [fc.weight.detach() for fc, _ in hidden_layers(model)]
+            spread[init].append(max(((w - w[:1]).abs().max() / w.abs().max().clamp_min(1e-30)).item()
+                                    for w in hidden))
+            if init == "zeros":
+                moved.append(hidden[0].norm().item())
+            weights.setdefault(init, hidden[0])
+    fig, axes = figure(1, 2, size=(9, 3.5))
+    for ax, (init, w) in zip(axes[0], weights.items()):
+        image = ax.imshow(w[:16, :48].numpy(), aspect="auto", cmap="coolwarm")
+        fig.colorbar(image, ax=ax)
+        ax.set(title=f"init={init}: fc1 weights after training", xlabel="input", ylabel="unit")
+    save(fig, ctx.folder, "zero_init: with zeros every unit of a layer stays the same")
+    samples = {"zeros_identical": (spread["zeros"], None), "random_differs": (spread["kaiming"], spread["zeros"])}
+    return samples, {"unit_spread": spread, "zeros_fc1_norm_after_training": moved}
+
+
+RESNET = ["model=resnet", "model.depth=56"]
+
+
+@claim("residual_init", "Var(F(x)+x) > Var(x): with Kaiming init the variance grows with each residual block; "
+       "initialize the last layer of each branch to zero so every block starts as the identity.",
+       """A ResNet-56 at init (train mode, 64 training images), per seed: the output variance of the stem and of
+       each of stage 1's 9 identity-shortcut blocks, with and without init.zero_residual. Parts: the variance grows
+       over stage 1 (log2 of the last block's over the stem's > 0), and with zero-initialized branches it stays
+       (|growth − 1| < 0.01).""",
+       {"grows": Test(+1, "Var(F + x) = Var(F) + Var(x) for independent F and x (lecture; He et al. 2016): "
+                          "growth per block (direction)", unit="log2 variance growth"),
+        "zero_keeps": Test(-1, "with F = 0 a block is relu(x) = x for x ≥ 0: growth exactly 1 (Goyal et al. 2017 "
+                               "§5.1; decided within 1 %)", literature=-0.01, unit="|growth − 1| − 0.01",
+                           margin=-0.01)},
+       compares=("init.zero_residual", "model"))
+def residual_init(ctx):
+    s = setting(ctx.cfg(*RESNET), 64)
+    x = s.x(s.train)
+    variance = {"false": [], "true": []}
+    for seed in ctx.seeds:
+        for zero in variance:
+            model = assemble_model(ctx.cfg(*RESNET, f"init.zero_residual={zero}"), s, seed).model.train()
+            seen = []
+            hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.var().item()))
+                     for m in (model.stem, *model.blocks)]
+            with torch.no_grad():
+                model(x)
+            for h in hooks:
+                h.remove()
+            variance[zero].append(seen)
+    n = (56 - 2) // 6  # blocks of the first stage (identity shortcuts)
+    growth = {z: [v[n] / v[0] for v in runs] for z, runs in variance.items()}
+    fig, axes = figure(1, 1)
+    for zero, label in (("false", "kaiming"), ("true", "kaiming + init.zero_residual")):
+        axes[0, 0].semilogy(variance[zero][0], marker="o", markersize=3, label=label)
+    axes[0, 0].axvspan(0, n, color="grey", alpha=0.15, label="stage 1 (identity shortcuts)")
+    axes[0, 0].set(xlabel="0 = stem, then block", ylabel="Var(block output), seed 0")
+    axes[0, 0].legend()
+    save(fig, ctx.folder, f"residual_init: stage-1 variance ×{growth['false'][0]:.2g} vs ×{growth['true'][0]:.3g}")
+    samples = {"grows": ([math.log2(g) for g in growth["false"]], None),
+               "zero_keeps": ([abs(g - 1) for g in growth["true"]], None)}
+    return samples, {"stage1_growth": growth, "variance_seed0": {z: v[0] for z, v in variance.items()}}
+
+
+DEEP = 30  # He et al. 2015, Fig. 3: the 30-layer plain net
+
+
+@claim("kaiming_deep", "Kaiming init makes a deep plain ReLU net trainable where Xavier or small Gaussian "
+       "init stall.",
+       """A 30-layer plain ReLU MLP (256 units, no normalization) on 512 training images, 300 SGD steps at one lr
+       (0.01) for every init, as He et al. compare them. Per seed: the error over the whole training subset after
+       training. Effects: Xavier's error − Kaiming's and N(0, 0.01²)'s error − Kaiming's.""",
+       {"beats_xavier": Test(+1, "He et al. 2015, Fig. 3: the 30-layer ReLU net with Xavier init does not learn at "
+                                 "all, with theirs it converges (direction; no size at equal steps)",
+                             unit="training error"),
+        "beats_small": Test(+1, "lecture: std 0.01 shrinks the signal ×0.01·√256 = 0.16 per layer (direction)",
+                            unit="training error")},
+       compares=("init",))
+def kaiming_deep(ctx):
+    base = ["experiment=lab_mlp", f"model.depth={DEEP}", "model.width=256", "activation=relu"]
+    arms = {"kaiming": ["init=kaiming"], "xavier": ["init=xavier"], "small": ["init=normal", "init.std=0.01"]}
+    s = setting(ctx.cfg(*base), ctx.n(512, 64))
+    error, curves = {a: [] for a in arms}, {}
+    for seed in ctx.seeds:
+        for arm, extra in arms.items():
+            assembly = assemble_model(ctx.cfg(*base, *extra), s, seed)
+            h = fit(assembly, s, steps=ctx.n(300, 4), lr=0.01, seed=seed)
+            error[arm].append(scores(assembly.model, s, s.train)["error"] if h.diverged is None else 1.0)
+            curves.setdefault(arm, h.losses)
+    fig, axes = figure(1, 2, size=(10, 4))
+    for arm, losses in curves.items():
+        axes[0, 0].plot(losses, label=arm)
+    axes[0, 0].set(xlabel="step", ylabel="training loss (seed 0)")
+    axes[0, 0].legend()
+    bars(axes[0, 1], error, "training error after training")
+    save(fig, ctx.folder, f"kaiming_deep: {DEEP}-layer plain ReLU net")
+    return {"beats_xavier": (error["xavier"], error["kaiming"]), "beats_small": (error["small"], error["kaiming"])}, \
+        {"train_error": error}

@@ -1,0 +1,204 @@
+"""Running claims: `deeprob lab CLAIM... [overrides]`, `deeprob lab --all`, `--list`, `--report FILE`.
+
+    deeprob lab relu_speed dataset=image_folder dataset.root=/tmp/data/cifar10-jpeg
+    deeprob lab --all dataset=synthetic lab.scale=0.05 out=runs/lab-smoke
+
+Overrides reach every claim's composed config, except the keys a claim compares itself or its design sets (one
+line, exit 2). The lab's own keys: lab.scale=F multiplies every design size (steps, images; 1 = the stated
+design), lab.seeds=N the paired seeds (default 3).
+"""
+import json
+import math
+import shlex
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from .. import UserError
+from .bench import Context, refuse_compared
+from .claim import CLAIMS, decide_claim
+from .report import render_report, table_line
+
+USAGE = ("usage: deeprob lab CLAIM... [overrides] [lab.scale=F] [lab.seeds=N] [out=DIR] | deeprob lab --all [...] "
+         "[--report FILE] | deeprob lab --report FILE (re-render from the verdicts in its folder) | deeprob lab --list")
+
+
+def run_claim(claim, overrides, out: Path, scale: float = 1.0, seeds: int = 3, log=print) -> dict:
+    """Measure the claim into out, decide it from the per-seed numbers, write verdict.json; return the verdict."""
+    refuse_compared(claim.name, claim.compares, overrides)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"out: {out} already holds results; choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    ctx = Context(claim.name, overrides, out, scale, seeds, log)
+    samples, numbers = claim.measure(ctx)
+    lab_args = [f"lab.scale={scale}"] * (scale != 1.0) + [f"lab.seeds={seeds}"] * (seeds != 3)
+    verdict = {"claim": claim.name, "statement": claim.statement, "design": claim.design,
+               **decide_claim(claim, samples), "numbers": numbers, "notes": ctx.notes,
+               "command": shlex.join(["deeprob", "lab", claim.name, *overrides, *lab_args]),
+               "overrides": list(overrides), "scale": scale, "figure": "figure.png",
+               "seconds": round(time.perf_counter() - started, 1)}
+    text = json.dumps(verdict, indent=1, default=_plain, allow_nan=False) if _finite(verdict) else \
+        json.dumps(_nulls(verdict), indent=1, default=_plain)
+    (out / "verdict.json").write_text(text + "\n")
+    verdict = json.loads(text)
+    log_numbers(out, verdict)
+    log(f"[lab {claim.name}] {table_line(verdict)}  ({out})")
+    return verdict
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _finite(node) -> bool:
+    if isinstance(node, float):
+        return math.isfinite(node)
+    if isinstance(node, dict):
+        return all(_finite(v) for v in node.values())
+    if isinstance(node, (list, tuple)):
+        return all(_finite(v) for v in node)
+    return True
+
+
+def _nulls(node):
+    """JSON has no inf/nan: they become null (a diverged run's loss, an empty share)."""
+    if isinstance(node, float):
+        return node if math.isfinite(node) else None
+    if isinstance(node, dict):
+        return {k: _nulls(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_nulls(v) for v in node]
+    return node
+
+
+def log_numbers(out: Path, verdict: dict):
+    """The verdict's numbers as TensorBoard scalars lab/<key> at step 0 (next to the figure in the claim's folder)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out))
+    for key, value in flatten({"effect": verdict["effect"], "detectable_effect": verdict["detectable_effect"],
+                               "numbers": verdict["numbers"]}).items():
+        writer.add_scalar(f"lab/{key}", value, 0)
+    writer.close()
+
+
+def flatten(node, prefix="") -> dict:
+    """{'a/b/0': number} for every finite int/float/bool inside nested dicts and lists."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    flat = {}
+    for key, value in items:
+        if isinstance(value, (dict, list)):
+            flat.update(flatten(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)) and math.isfinite(value):
+            flat[f"{prefix}{key}"] = float(value)
+    return flat
+
+
+def _number(key: str, text: str, kind, least):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < least:
+        raise UserError(f"{key}: {text!r} is not a {kind.__name__} ≥ {least}; e.g. {key}={kind(least * 2)}")
+    return value
+
+
+def parse(args):
+    """(claims, overrides, out, report, listing, scale, seeds) from deeprob lab's arguments."""
+    claims, overrides, out, report, listing, everything, scale, seeds = [], [], None, None, False, False, 1.0, 3
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--list":
+            listing = True
+        elif arg == "--all":
+            everything = True
+        elif arg == "--report":
+            if not rest:
+                raise UserError("--report: expected a file, e.g. --report runs/lecture/REPORT.md")
+            report = Path(rest.pop(0))
+        elif arg.startswith("out="):
+            out = Path(arg.split("=", 1)[1])
+        elif arg.startswith("lab.scale="):
+            scale = _number("lab.scale", arg.split("=", 1)[1], float, 0.001)
+        elif arg.startswith("lab.seeds="):
+            seeds = _number("lab.seeds", arg.split("=", 1)[1], int, 2)
+        elif arg.startswith("lab."):
+            raise UserError(f"{arg.split('=')[0]}: no such key; the lab's own keys are lab.scale and lab.seeds")
+        elif "=" in arg or arg.startswith("+") or arg.startswith("~"):
+            overrides.append(arg)
+        elif arg.startswith("-"):
+            raise UserError(f"unknown option {arg!r}; {USAGE}")
+        elif arg not in CLAIMS:
+            raise UserError(f"claim: {arg!r} is not one of {', '.join(CLAIMS)} (deeprob lab --list)")
+        else:
+            claims.append(arg)
+    if everything:
+        claims = list(CLAIMS)
+    if not claims and not listing and report is None:
+        raise UserError(f"name a claim or --all; {USAGE}")
+    for name in claims:  # before anything runs: a refused override costs nothing
+        refuse_compared(name, CLAIMS[name].compares, overrides)
+    return claims, overrides, out, report, listing, scale, seeds
+
+
+def error_verdict(name: str, error: str, folder: Path) -> dict:
+    claim = CLAIMS[name]
+    return {"claim": name, "statement": claim.statement, "design": claim.design, "verdict": "error",
+            "reason": error, "effect": None, "ci95": [None, None], "detectable_effect": None, "n_seeds": 0,
+            "literature": {"effect": None, "source": ""}, "parts": {}, "numbers": {}, "notes": [],
+            "command": "", "figure": "figure.png", "seconds": 0.0, "error": error, "folder": str(folder)}
+
+
+def main(args=None):
+    args = sys.argv[1:] if args is None else args
+    if args and args[0] in ("-h", "--help"):
+        from . import __doc__ as doc
+
+        print(USAGE + "\n\n" + doc)
+        return 0
+    try:
+        claims, overrides, out, report, listing, scale, seeds = parse(args)
+        if listing:
+            width = max(map(len, CLAIMS))
+            for c in CLAIMS.values():
+                print(f"{c.name:<{width}}  {c.statement}")
+            return 0
+        if not claims and report:  # re-render a report from the verdicts already in its folder
+            found = [json.loads((report.parent / c / "verdict.json").read_text()) | {"folder": str(report.parent / c)}
+                     for c in CLAIMS if (report.parent / c / "verdict.json").is_file()]
+            if not found:
+                raise UserError(f"--report: no <claim>/verdict.json next to {report}; run deeprob lab --all first")
+            report.write_text(render_report(found, report.parent, "(re-rendered from the verdicts)"))
+            print(f"report: {report} ({len(found)} claims)")
+            return 0
+        stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+        out = out or Path("runs/lab") / (claims[0] if len(claims) == 1 else "all") / stamp
+        folders = {c: out if len(claims) == 1 else out / c for c in claims}
+        verdicts, started = [], time.perf_counter()
+        for name in claims:
+            try:
+                verdicts.append({**run_claim(CLAIMS[name], overrides, folders[name], scale, seeds),
+                                 "folder": str(folders[name])})
+            except Exception as e:
+                if len(claims) == 1:
+                    raise
+                e = e if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+                print(f"deeprob lab: error: {name}: {e}", file=sys.stderr)  # the other claims go on
+                verdicts.append(error_verdict(name, str(e), folders[name]))
+        if len(claims) > 1 or report:
+            report = report or out / "REPORT.md"
+            report.parent.mkdir(parents=True, exist_ok=True)
+            total = time.perf_counter() - started
+            report.write_text(render_report(verdicts, report.parent, shlex.join(["deeprob", "lab", *args]), total))
+            print(f"report: {report}")
+            print("\n".join(table_line(v) for v in verdicts))
+            print(f"total {total:.0f} s")
+        return 1 if any(v.get("error") for v in verdicts) else 0
+    except UserError as e:
+        print(f"deeprob lab: error: {e}", file=sys.stderr)
+        return 2
