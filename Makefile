@@ -40,7 +40,7 @@ clean:  ## remove run outputs and build debris (keeps the venv)
 	find runs -mindepth 1 ! -name README.md -exec rm -rf {} +
 	rm -rf build dist *.egg-info .pytest_cache
 
-lecture:  ## every claim of the lecture in its reduced setting on real data (≈20 min on 2 cores) → runs/lecture/REPORT.md
+lecture:  ## every claim of the lecture decided on real data (paired seeds; ≤ 40 min on 2 idle cores; prints each claim's seconds) → runs/lecture/REPORT.md
 	rm -rf runs/lecture
 	$(BIN)/python -m deeprob_cli lab --all dataset=image_folder dataset.root=$(LECTURE_DATA) out=runs/lecture $(ARGS)
 

@@ -201,7 +201,8 @@ def test_other_overrides_reach_the_claims_models(tmp_path):
 
 
 @pytest.mark.parametrize("arg, key", [("lab.scale=0", "lab.scale"), ("lab.scale=nan", "lab.scale"),
-                                      ("lab.seeds=1", "lab.seeds"), ("lab.seed=3", "lab.seed")])
+                                      ("lab.seeds=1", "lab.seeds"), ("lab.threads=x", "lab.threads"),
+                                      ("lab.seed=3", "lab.seed")])
 def test_bad_lab_keys_are_one_line(arg, key, capsys):
     assert lab.main(["saturation", arg]) == 2
     err = capsys.readouterr().err.strip()

@@ -72,14 +72,14 @@ def not_zero_centred(ctx):
     return {"one_sign": (shares["sigmoid"], shares["tanh"])}, {"one_sign_share": shares}
 
 
-RELU_SPEED_LRS = (0.003, 0.01, 0.03, 0.1)  # SGD momentum 0.9: the pilot grid, each activation picks its own
+RELU_SPEED_LRS = (0.01, 0.03, 0.1, 0.3)  # SGD momentum 0.9: the pilot grid, each activation picks its own
 TARGET_ERROR = 0.25  # Krizhevsky et al. 2012, Fig. 1: epochs to 25 % training error
 CENSOR = 6  # tanh stops at 6× ReLU's steps of the same seed: a ratio of ≥ 6 is then reported as 6 (a lower bound)
 
 
 @claim("relu_speed", "ReLU converges much faster than sigmoid/tanh in practice (e.g. 6×).",
        """A 4-conv net (16-16-32-32 channels, no normalization, no augmentation or regularization) on 512 training
-       images, plain SGD with momentum, each activation at its best learning rate from a pilot grid (0.003–0.1,
+       images, plain SGD with momentum, each activation at its best learning rate from a pilot grid (0.01–0.3,
        one pilot seed, 150 steps). Per seed, steps until the error over the whole subset is ≤ 25 % (checked every
        10 steps); tanh is censored at 6× ReLU's steps, which can only understate the ratio. Effect: ln(tanh's
        steps / ReLU's steps), paired by seed (shared initial conv weights' seed and data order).""",
@@ -172,7 +172,7 @@ def fraction(masks) -> float:
     return torch.cat(masks).float().mean().item()
 
 
-DEAD_LRS = (0.1, 0.3, 1.0, 3.0)  # pilot grid for "a too-high learning rate": the largest that does not diverge
+DEAD_LRS = (0.03, 0.1, 0.3, 1.0, 3.0)  # pilot grid for "a too-high learning rate": the largest that does not diverge
 DEAD_BIAS = -3.0  # ≈ −2σ of a first-layer pre-activation (Kaiming, standardized inputs: σ ≈ √2), all hidden layers
 
 
@@ -180,7 +180,7 @@ DEAD_BIAS = -3.0  # ≈ −2σ of a first-layer pre-activation (Kaiming, standar
        "leaky ReLU will not die.",
        """A 3-layer MLP (256 units) on 2,000 training images, 300 SGD steps. A unit is dead when its pre-activation
        is ≤ 0 for every image of the subset. Conditions: lr 0.01 (baseline); the largest lr of a pilot grid
-       (0.1–3) whose run does not diverge (diverged runs are flagged and not scored); a −3 bias on every hidden
+       (0.03–3) whose run does not diverge (diverged runs are flagged and not scored); a −3 bias on every hidden
        unit. "Never updates": the share of dead units whose incoming weights and bias get exactly zero gradient
        over a full pass. Leaky ReLU is scored on recovery: the share of units dead at init (−3 bias) that are
        alive after training, against ReLU's. The 0.01 positive-bias trick is reported.""",

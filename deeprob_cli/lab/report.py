@@ -1,4 +1,5 @@
 """REPORT.md, the lab handout: `deeprob lab --all ...` writes it, `deeprob lab --report FILE` re-renders it."""
+import math
 import os
 from pathlib import Path
 
@@ -53,6 +54,12 @@ def render_report(verdicts: list, root: Path, command: str, total: float | None 
             lines.append(f"| {part} ({r.get('unit', '')}) | {_n(r['effect'])} | {_ci(r['ci95'])} | "
                          f"{_n(r['detectable_effect'])} | {_n(r['literature']['effect'])} | {r['n_seeds']} | "
                          f"{r['verdict']} |")
+        for part, r in v["parts"].items():  # effects on a log scale read better as ratios
+            if str(r.get("unit", "")).startswith("ln") and r["effect"] is not None and None not in r["ci95"]:
+                lit = r["literature"]["effect"]
+                lines += ["", f"*{part}* as a ratio: ×{math.exp(r['effect']):.3g} "
+                              f"[{math.exp(r['ci95'][0]):.3g}, {math.exp(r['ci95'][1]):.3g}]"
+                          + (f" (literature ×{math.exp(lit):.3g})" if lit is not None else "")]
         lines += ["", "Literature: " + "; ".join(f"*{p}*: {r['literature']['source']}" for p, r in v["parts"].items()),
                   "", f"**Verdict: {v['verdict']}** — {v['reason']} ({v.get('seconds', 0):.0f} s)."]
         if v.get("notes"):
