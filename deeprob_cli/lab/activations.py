@@ -179,7 +179,9 @@ def fraction(masks) -> float:
     return torch.cat(masks).float().mean().item()
 
 
-DEAD_LRS = (0.03, 0.1, 0.3, 1.0, 3.0)  # pilot grid for "a too-high learning rate": the largest that does not diverge
+# pilot grid for "a too-high learning rate", the largest that does not diverge: steps of ×1.45, since this MLP
+# (momentum 0.9) diverged at 0.1 and stayed finite at 0.03 on CIFAR-10
+DEAD_LRS = (0.03, 0.045, 0.065, 0.09, 0.13)
 DEAD_BIAS = -3.0  # ≈ −2σ of a first-layer pre-activation (Kaiming, standardized inputs: σ ≈ √2), all hidden layers
 
 
@@ -187,7 +189,8 @@ DEAD_BIAS = -3.0  # ≈ −2σ of a first-layer pre-activation (Kaiming, standar
        "leaky ReLU will not die.",
        """A 3-layer MLP (256 units) on 2,000 training images, 300 SGD steps. A unit is dead when its pre-activation
        is ≤ 0 for every image of the subset. Conditions: lr 0.01 (baseline); the largest lr of a pilot grid
-       (0.03–3) whose run does not diverge (diverged runs are flagged and not scored); a −3 bias on every hidden
+       (0.03–0.13, steps of ×1.45) whose run does not diverge (diverged runs are flagged and not scored); a −3
+       bias on every hidden
        unit. "Never updates": the share of dead units whose incoming weights and bias get exactly zero gradient
        over a full pass. Leaky ReLU is scored on recovery: the share of units dead at init (−3 bias) that are
        alive after training, against ReLU's. The 0.01 positive-bias trick is reported.""",
