@@ -132,11 +132,13 @@ class History:
 
 
 def fit(assembly, s: Setting, *, steps: int, lr: float, seed: int, batch: int = 64, augment=None,
-        every: int = 0, watch=None, stop=None, momentum: float = 0.9) -> History:
+        every: int = 0, watch=None, stop=None, momentum: float = 0.9, anneal: bool = False) -> History:
     """SGD (momentum) on s.train for `steps` steps; every `every` steps `watch(model)` is recorded and `stop(value)`
-    may end the run. A non-finite loss ends it too (History.diverged)."""
+    may end the run. A non-finite loss ends it too (History.diverged). anneal: the lr falls linearly to 0 over the
+    steps, so the run ends converged rather than at a noisy last step of a constant lr."""
     model, mix, loss_fn = assembly.model.train(), assembly.regularizers.mix, assembly.regularizers.loss
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1 - k / steps if anneal else 1.0)
     order_g, noise_g = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 10_000)
     images, labels = s.train.images, s.train.labels
     batch = min(batch, len(labels))
@@ -156,6 +158,7 @@ def fit(assembly, s: Setting, *, steps: int, lr: float, seed: int, batch: int = 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         history.losses.append(loss.item())
         if every and watch is not None and (step + 1) % every == 0:
             value = watch(model)
