@@ -94,6 +94,18 @@ def test_a_claim_holds_only_when_every_part_holds(verdicts, expected):
         assert all(f"p{i}" in reason for i, v in enumerate(verdicts) if v == expected)
 
 
+def test_an_unmet_premise_leaves_the_claim_inconclusive_whatever_the_comparisons_say():
+    premise = Part(+1, "the baseline overfits", margin=-0.9, premise=True)
+    refuted = lab.judge(([0.501, 0.499, 0.5005], [0.5, 0.5, 0.5]), Part(+1, "src", literature=0.05))
+    assert refuted["verdict"] == "does_not_hold"
+    underfit = lab.judge(([0.64, 0.67, 0.68], None), premise)  # training accuracy 64–68 %: not overfitting
+    verdict, reason = lab.overall({"gain": refuted, "baseline_overfits": underfit})
+    assert verdict == "inconclusive" and "premise" in reason and "baseline_overfits" in reason
+    overfit = lab.judge(([0.99, 1.0, 0.995], None), premise)
+    assert overfit["verdict"] == "holds" and lab.overall({"gain": refuted, "baseline_overfits": overfit})[0] \
+        == "does_not_hold"
+
+
 @pytest.mark.parametrize("name", list(lab.CLAIMS))
 def test_every_claim_declares_a_decidable_design(name):
     claim = lab.CLAIMS[name]
@@ -121,6 +133,7 @@ def check_verdict(verdict: dict, claim, out):
     for part, test in claim.tests.items():
         stored = verdict["parts"][part]
         assert stored["n_seeds"] == len(stored["a"]) == 3 and stored["margin"] == test.margin
+        assert stored["premise"] == test.premise
         if not all(map(math.isfinite, [*stored["a"], *(stored["b"] or [])])):
             assert stored["verdict"] == "inconclusive"
             continue
@@ -130,7 +143,9 @@ def check_verdict(verdict: dict, claim, out):
         assert stored["detectable_effect"] == (pytest.approx(detectable) if math.isfinite(detectable) else None)
         assert stored["literature"] == {"effect": test.literature, "source": test.source}
     parts = [p["verdict"] for p in verdict["parts"].values()]
-    expected = "does_not_hold" if "does_not_hold" in parts else "holds" if set(parts) == {"holds"} else "inconclusive"
+    premise_met = all(p["verdict"] == "holds" for p in verdict["parts"].values() if p["premise"])
+    expected = "inconclusive" if not premise_met else "does_not_hold" if "does_not_hold" in parts else \
+        "holds" if set(parts) == {"holds"} else "inconclusive"
     assert verdict["verdict"] == expected
     head = verdict["parts"][next(iter(claim.tests))]
     assert (verdict["effect"], verdict["ci95"]) == (head["effect"], head["ci95"])

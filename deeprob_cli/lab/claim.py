@@ -25,6 +25,7 @@ class Test:
     literature: float | None = None  # the reported effect in the same units (after margin); None: direction only
     unit: str = ""
     margin: float = 0.0
+    premise: bool = False  # the design's regime (e.g. "the baseline overfits"): unless it holds, nothing is decided
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ def estimate(sample, test: Test) -> stats.Estimate:
 def judge(sample, test: Test) -> dict:
     """verdict.json's record of one part: stats.record's fields plus the raw per-seed values and the margin."""
     a, b = sample
-    base = {"a": list(a), "b": None if b is None else list(b), "margin": test.margin, "unit": test.unit}
+    base = {"a": list(a), "b": None if b is None else list(b), "margin": test.margin, "unit": test.unit,
+            "premise": test.premise}
     finite = [v for v in (*a, *(b or ())) if not math.isfinite(v)]
     if len(a) < 2 or finite or (b is not None and len(a) != len(b)):
         why = "non-finite values" if finite else f"{len(a)} usable seed(s); an interval needs ≥ 2 pairs"
@@ -69,8 +71,13 @@ def judge(sample, test: Test) -> dict:
 
 
 def overall(records: dict) -> tuple:
-    """(verdict, reason) of a claim from its parts: holds when every part holds; does_not_hold when a part was
-    refuted by a design able to see the literature's effect; otherwise inconclusive (naming the undecided parts)."""
+    """(verdict, reason) of a claim from its parts: inconclusive when a premise part (the regime the design needs)
+    does not hold; holds when every part holds; does_not_hold when a part was refuted by a design able to see the
+    literature's effect; otherwise inconclusive (naming the undecided parts)."""
+    failed = [p for p, r in records.items() if r.get("premise") and r["verdict"] != "holds"]
+    if failed:
+        return "inconclusive", "the design's premise is not met (" + "; ".join(
+            f"{p}: {records[p]['reason']}" for p in failed) + "): its comparisons decide nothing"
     refuted = [p for p, r in records.items() if r["verdict"] == "does_not_hold"]
     if refuted:
         return "does_not_hold", "; ".join(f"{p}: {records[p]['reason']}" for p in refuted)
