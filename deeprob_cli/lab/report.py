@@ -29,7 +29,8 @@ def render_report(verdicts: list, root: Path, command: str, total: float | None 
     """The handout: a verdict table, then per claim the lecture's sentence, the design, the figure, each part's
     effect ± interval beside the literature's figure, the verdict and the command that reproduces it."""
     lines = ["# The lecture's claims, tested", "",
-             "Each claim below is decided from ≥ 2 paired seeds by a 95 % t-interval (deeprob_cli/stats.py): "
+             "Each claim below is decided from paired seeds (3 unless lab.seeds says otherwise) by a 95 % t-interval "
+             "(deeprob_cli/stats.py): "
              "**holds** when the interval lies on the claimed side of 0; **does_not_hold** only when the design "
              "could have detected the literature's effect (detectable effect ≤ literature) and the interval "
              "excludes it; otherwise **inconclusive**. The detectable effect is the true effect the design finds "

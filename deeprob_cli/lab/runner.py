@@ -190,7 +190,8 @@ def main(args=None):
                      for c in CLAIMS if (report.parent / c / "verdict.json").is_file()]
             if not found:
                 raise UserError(f"--report: no <claim>/verdict.json next to {report}; run deeprob lab --all first")
-            report.write_text(render_report(found, report.parent, "(re-rendered from the verdicts)"))
+            total = sum(v.get("seconds", 0) for v in found)  # the claims' own times, summed
+            report.write_text(render_report(found, report.parent, "(re-rendered from the verdicts)", total))
             print(f"report: {report} ({len(found)} claims)")
             return 0
         stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
