@@ -102,6 +102,7 @@ def test_a_signal_in_any_phase_is_one_line_a_summary_and_a_resume_command_that_w
     same_run(run, reference)
 
 
+@pytest.mark.slow  # the same command in-process is test_a_signal_in_any_phase_...
 def test_the_resume_command_works_from_a_real_shell(tmp_path, reference):
     """The one real-interpreter check of this file: SIGTERM to a real process, then its printed command run by
     /bin/sh in a path with a space and a non-ASCII character."""

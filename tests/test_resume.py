@@ -131,7 +131,7 @@ def kill_trial(tmp_path, reference, mode, target):
 # steps of the successive writes of last.pt in RUN (32 steps an epoch, a checkpoint every 4 steps; at the epoch's
 # last step only the epoch-end one): writes 8, 16 and 24 are the epoch ends
 WRITES = [s for e in range(3) for s in [*range(e * 32 + 4, e * 32 + 32, 4), e * 32 + 32]]
-DEFAULT_KILLS = [("step", 7), ("write", 8)]
+DEFAULT_KILLS = [("write", 8)]  # the default suite: a kill mid-write of an epoch-end checkpoint; the rest: slow
 CAMPAIGN = ([("step", t) for t in random.Random(14).sample(sorted(set(range(1, 86)) - {32, 64}), 18)]
             + [("step", 32), ("step", 64)]
             + [("write", n) for n in (2, 8, 11, 16, 19, 23)])

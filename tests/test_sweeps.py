@@ -62,6 +62,7 @@ def test_threads_are_shared_among_a_launcher_jobs_unless_set(threads, n_jobs, ex
     assert got == {"half": max(1, cores // 2), "unchanged": 7}.get(expected, expected)
 
 
+@pytest.mark.slow  # submitit starts a fresh interpreter per job; tests/test_slurm.py runs the real Slurm path
 def test_submitit_local_launcher_runs_the_same_grid(tmp_path):
     run_cli("train", "-m", "activation=relu,tanh", "init=xavier,kaiming", *TINY, "hydra/launcher=submitit_local",
             cwd=tmp_path)
