@@ -78,7 +78,7 @@ def smallest_image(cfg: DictConfig):
 
 def options(cfg: DictConfig):
     """(key, config node) of every chosen option: single groups (`init`) and multi-select ones (`augment.flip`)."""
-    for group in ("dataset", "model", "activation", "init", "preprocess", "tta", "optim", "schedule"):
+    for group in ("dataset", "model", "activation", "init", "preprocess", "tta", "optim", "schedule", "average"):
         node = cfg.get(group)
         if isinstance(node, DictConfig) and "_target_" in node:
             yield group, node
