@@ -222,7 +222,9 @@ def require_options(group: str, names):
 def selected(cfg: DictConfig, group: str) -> dict:
     """The options chosen in a multi-select group, in command-line order: {name: option config}."""
     node = cfg.get(group)
-    return {} if node is None else dict(node.items())
+    # an experiment preset may tune an option (augment.crop.padding) that the command line then deselects
+    # (augment=[flip]): such a leftover has no _target_ and is not a selection
+    return {} if node is None else {k: v for k, v in node.items() if not isinstance(v, DictConfig) or "_target_" in v}
 
 
 def build(node, key: str, **kwargs):
