@@ -136,7 +136,7 @@ def precheck(args, config_name: str = "train"):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    lines = [a for a in args if "=" in a and not a.startswith("-")]
+    lines = [a for a in args if ("=" in a or a.startswith("~")) and not a.startswith("-")]  # ~key: a deletion
     try:
         overrides = OverridesParser.create().parse_overrides(lines)
     except HydraException as e:
