@@ -99,7 +99,7 @@ RUN = ["dataset=synthetic", "dataset.num_train=640", "model.widths=[8,16]", "tra
 COMPARED = ("train_loss", "train_acc", "val_loss", "val_acc", "val_acc_tta", "test_acc", "steps")
 
 
-@pytest.mark.parametrize("average", ["lookahead", "ema"])
+@pytest.mark.parametrize("average", ["lookahead", pytest.param("ema", marks=pytest.mark.slow)])  # one essential
 def test_a_run_with_averaging_resumes_bit_for_bit(tmp_path, monkeypatch, average):
     args = [*RUN, f"average={average}", *(["average.ramp=0.95"] if average == "lookahead" else ["average.decay=0.9"])]
     run_cli("train", *args, "hydra.run.dir=ref", cwd=tmp_path)
