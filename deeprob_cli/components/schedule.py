@@ -43,7 +43,7 @@ def onecycle(optimizer, total_steps: int, warmup: Warmup = 0.25, div: Divisor = 
                       div_factor=div, final_div_factor=final_div, cycle_momentum=False)
 
 
-def linear(optimizer, total_steps: int, warmup: Annotated[float, Range(0, 1)] = 0.23,
+def linear(optimizer, total_steps: int, warmup: Warmup = 0.23,
            start: Annotated[float, Range(0)] = 0.2, peak: Annotated[float, Range(0, low_open=True)] = 1.0,
            end: Annotated[float, Range(0)] = 0.07):
     """Piecewise linear lr factor: start → peak over the first `warmup` of the steps, then peak → end at the last
