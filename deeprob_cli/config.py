@@ -78,7 +78,7 @@ def smallest_image(cfg: DictConfig):
 
 def options(cfg: DictConfig):
     """(key, config node) of every chosen option: single groups (`init`) and multi-select ones (`augment.flip`)."""
-    for group in ("dataset", "model", "activation", "init", "preprocess", "tta", "optim", "schedule"):
+    for group in ("dataset", "model", "activation", "init", "preprocess", "tta", "optim", "schedule", "average"):
         node = cfg.get(group)
         if isinstance(node, DictConfig) and "_target_" in node:
             yield group, node
@@ -136,7 +136,7 @@ def precheck(args, config_name: str = "train"):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    lines = [a for a in args if "=" in a and not a.startswith("-")]
+    lines = [a for a in args if ("=" in a or a.startswith("~")) and not a.startswith("-")]  # ~key: a deletion
     try:
         overrides = OverridesParser.create().parse_overrides(lines)
     except HydraException as e:
@@ -222,7 +222,9 @@ def require_options(group: str, names):
 def selected(cfg: DictConfig, group: str) -> dict:
     """The options chosen in a multi-select group, in command-line order: {name: option config}."""
     node = cfg.get(group)
-    return {} if node is None else dict(node.items())
+    # an experiment preset may tune an option (augment.crop.padding) that the command line then deselects
+    # (augment=[flip]): such a leftover has no _target_ and is not a selection
+    return {} if node is None else {k: v for k, v in node.items() if not isinstance(v, DictConfig) or "_target_" in v}
 
 
 def build(node, key: str, **kwargs):

@@ -38,8 +38,12 @@ def evaluate(model, split, preprocess, device, batch_size: int = 1000, tta=None)
             x = split.images[start:start + batch_size].to(device, non_blocking=True).float().div_(255)
             y = split.labels[start:start + batch_size].to(device, non_blocking=True)
             views = tta(x) if tta is not None else [x]
-            log_probs = torch.stack([F.log_softmax(model(preprocess(v)).float(), 1) for v in views])
-            logits = log_probs.logsumexp(0) - math.log(len(views))  # one view: exactly log_softmax(logits)
+            combine = getattr(tta, "combine", None)  # an option that averages logits its own way (flip_translate)
+            if combine is not None:
+                logits = F.log_softmax(combine([model(preprocess(v)).float() for v in views]), 1)
+            else:
+                log_probs = torch.stack([F.log_softmax(model(preprocess(v)).float(), 1) for v in views])
+                logits = log_probs.logsumexp(0) - math.log(len(views))  # one view: exactly log_softmax(logits)
             loss += F.nll_loss(logits, y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
     n = len(split)

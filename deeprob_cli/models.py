@@ -24,11 +24,29 @@ def in_factor(activation) -> int:
     return getattr(activation(), "in_factor", 1)
 
 
-def _norm(kind: str, channels: int, dims: int):
+def _norm(kind: str, channels: int, dims: int, eps: float = 1e-5, momentum: float = 0.1, affine_scale: bool = True):
+    """Batch norm (ε, running-statistics momentum in torch's convention: new = (1−m)·old + m·batch); with
+    affine_scale=False its scale γ stays frozen at 1 (only the bias β is trained)."""
     if kind == "batch":
-        return nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
+        norm = (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(channels, eps=eps, momentum=momentum)
+        norm.weight.requires_grad_(affine_scale)
+        return norm
     assert kind == "none", kind  # Norm declares the choices
     return nn.Identity()
+
+
+class Scale(nn.Module):
+    """x · a fixed factor."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+    def extra_repr(self):
+        return f"factor={self.factor}"
 
 
 class DropoutSlot(nn.Identity):
@@ -81,26 +99,39 @@ class ConvNet(nn.Sequential):
 
     def __init__(self, in_shape, num_classes, activation, widths: list[int] = (32, 64, 128),
                  convs_per_stage: Width = 2, norm: Norm = "batch",
-                 pool: Annotated[str, Choice("last", "first")] = "last"):
+                 pool: Annotated[str, Choice("last", "first")] = "last",
+                 block_order: Annotated[str, Choice("conv_norm_act", "conv_pool_norm_act")] = "conv_norm_act",
+                 norm_eps: Annotated[float, Range(0, low_open=True)] = 1e-5,
+                 norm_momentum: Annotated[float, Range(0, 1)] = 0.1, norm_affine_scale: bool = True,
+                 input_activation: bool = False, head_pool: Annotated[str, Choice("avg", "max")] = "avg",
+                 head_bias: bool = True, logit_scale: Annotated[float, Range(0, low_open=True)] = 1.0):
         if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
             raise ValueError(f"widths: {list(widths)!r} is not allowed; expected a list of positive integers")
         k = in_factor(activation)
         layers = OrderedDict()
+        if input_activation:  # e.g. after patch whitening with ± channels (airbench): act(x) and act(−x) differ
+            layers["act0"] = activation()
         channels, size = in_shape[0], min(in_shape[1], in_shape[2])
         for s, width in enumerate(widths, start=1):
             for c in range(1, convs_per_stage + 1):
                 layers[f"conv{s}_{c}"] = nn.Conv2d(channels, width * k, 3, padding=1, bias=norm == "none")
-                layers[f"norm{s}_{c}"] = _norm(norm, width * k, 2)
+                pools = c == (1 if pool == "first" else convs_per_stage) and size >= 2  # small images: stop at 1×1
+                if pools and block_order == "conv_pool_norm_act":  # norm and activation on ¼ of the pixels
+                    layers[f"pool{s}"] = nn.MaxPool2d(2)
+                layers[f"norm{s}_{c}"] = _norm(norm, width * k, 2, norm_eps, norm_momentum, norm_affine_scale)
                 layers[f"act{s}_{c}"] = activation()
                 channels = width
-                if c == (1 if pool == "first" else convs_per_stage) and size >= 2:  # small images: stop at 1×1
-                    layers[f"pool{s}"] = nn.MaxPool2d(2)
+                if pools:
+                    if block_order == "conv_norm_act":
+                        layers[f"pool{s}"] = nn.MaxPool2d(2)
                     size //= 2
             layers[f"dropout{s}"] = DropoutSlot(2)
-        layers["gap"] = nn.AdaptiveAvgPool2d(1)
+        layers["gap"] = nn.AdaptiveAvgPool2d(1) if head_pool == "avg" else nn.AdaptiveMaxPool2d(1)
         layers["flatten"] = nn.Flatten()
         layers["dropout"] = DropoutSlot(1)
-        layers["head"] = nn.Linear(channels, num_classes)
+        layers["head"] = nn.Linear(channels, num_classes, bias=head_bias)
+        if logit_scale != 1.0:  # a fixed temperature on the logits (airbench: 1/9), not trained
+            layers["logit_scale"] = Scale(logit_scale)
         super().__init__(layers)
 
     def forward(self, x):

@@ -51,6 +51,9 @@ def read_summary(out: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+SECONDS_TO = (85, 87, 90, 94)  # validation accuracies (%) whose first train-second summary.json records
+
+
 @dataclass
 class Progress:
     """Where a run stands; saved in every checkpoint so a resumed run continues bit for bit."""
@@ -69,6 +72,7 @@ class Progress:
     best_val: float | None = None
     metrics: dict = field(default_factory=dict)  # the last finished epoch's summary metrics
     changes: dict = field(default_factory=dict)  # allowed changes made on resume: key → [before, after]
+    seconds_to: dict = field(default_factory=dict)  # val accuracy (%) → train seconds when first reached
 
     def advance(self, loss, correct, batch_size: int):
         self.losses.append(loss)
@@ -82,6 +86,9 @@ class Progress:
         improved = val is None or self.best_val is None or val > self.best_val
         if val is not None and improved:
             self.best_val = val
+        for target in SECONDS_TO:
+            if val is not None and val >= target / 100 and target not in self.seconds_to:
+                self.seconds_to[target] = self.train_seconds
         self.metrics = {"train_loss": train_loss, "train_acc": metrics["train/acc"],
                         "val_loss": metrics.get("val/loss"), "val_acc": val}
         self.epoch, self.index, self.order, self.losses, self.correct = self.epoch + 1, 0, None, [], 0
@@ -374,7 +381,9 @@ class Run:
         p = self.progress
         if p.changes:  # what a resume changed (trainer.device, eval_batch_size: the last bits of val numbers may move)
             record["changed_on_resume"] = p.changes
-        record = {"status": status, "epochs_completed": p.epoch - 1, "steps": p.step, **p.metrics, **record,
+        record = {"status": status, "epochs_completed": p.epoch - 1, "steps": p.step, **p.metrics,
+                  "seconds_to": {str(t): p.seconds_to.get(t) for t in SECONDS_TO} if p.metrics.get("val_acc") is not None
+                  else None, **record,
                   **self.facts, "seconds": p.wall_before + time.perf_counter() - self.started, "train_seconds": p.train_seconds,
                   "images_per_second": p.images / max(p.train_seconds, 1e-9), **provenance()}
         self.summary = record

@@ -27,6 +27,7 @@ from . import UserError, distributed
 from .assemble import assemble
 from .checkpoint import rng_state
 from .components.augment import compose, log_examples
+from .components.optim import param_groups
 from .config import CONFIG_DIR, build, check, selected, smallest_image
 from .data import load_data
 from .evaluate import evaluate, final_scores
@@ -151,6 +152,8 @@ def train_epoch(job: "Job", run: Run):
     p = run.progress
     if p.order is None:
         p.order = torch.randperm(len(job.train), generator=job.order).to(job.device)
+    if hasattr(job.preprocess, "set_epoch"):  # patch_whiten's bias: trained in its first epochs only
+        job.preprocess.set_epoch(p.epoch)
     job.net.train()
     run.start_epoch()
     bar = tqdm(range(p.index, job.steps_per_epoch), desc=f"epoch {p.epoch}/{job.cfg.trainer.epochs}",
@@ -164,7 +167,7 @@ def train_epoch(job: "Job", run: Run):
         if run.checkpoint_due() and (run.stop.signal or i < job.steps_per_epoch - 1):
             run.lap()
             log_losses(job, run)
-            run.checkpoint(job.model, job.state())
+            run.checkpoint(job.average.model, job.state())
             if run.stop.signal:
                 raise run.interrupted()
     run.lap()
@@ -174,7 +177,8 @@ def train_step(job: "Job", run: Run, last_of_epoch: bool):
     """One optimizer step on the next batch: gather, augment, preprocess, mix, forward, loss, backward, step."""
     p, eb = run.progress, job.effective_batch
     index = distributed.shard(p.order[p.index * eb:(p.index + 1) * eb])
-    x = job.speed.layout(job.preprocess(job.augment(job.train.images[index].float().div_(255), job.noise)))
+    x = job.train.images[index].float().div_(255)
+    x = job.speed.layout(job.preprocess(job.augment(x, job.noise, indices=index, epoch=p.epoch)))
     x, targets, y = job.regularizers.mix(x, job.train.labels[index], job.noise, p.step)  # y: dominant labels
     snapshot = job.monitor.due(p.step, last_of_epoch=last_of_epoch)
     if snapshot:
@@ -190,6 +194,7 @@ def train_step(job: "Job", run: Run, last_of_epoch: bool):
     total.backward()
     job.optimizer.step()
     job.regularizers.after_step(job.model, job.optimizer.param_groups[0]["lr"])
+    job.average.update(p.step + 1)  # the averaged weights (average=ema|lookahead) follow the step
     job.schedule.step()
     if snapshot:
         job.monitor.log_snapshot(p.step)
@@ -204,7 +209,7 @@ def end_epoch(job: "Job", run: Run):
     metrics = {"train/acc": p.correct.item() / (len(p.losses) * job.effective_batch),
                "lr": job.optimizer.param_groups[0]["lr"]}
     if job.data.val is not None:
-        metrics["val/loss"], metrics["val/acc"] = evaluate(job.speed.wrap(job.model), job.data.val, job.preprocess,
+        metrics["val/loss"], metrics["val/acc"] = evaluate(job.speed.wrap(job.average.model), job.data.val, job.preprocess,
                                                            job.device, job.cfg.trainer.eval_batch_size)
     # logged at the epoch's last step: a resume purges TensorBoard from the checkpoint's step on and keeps these
     job.monitor.scalars(metrics, p.step - 1)
@@ -213,7 +218,7 @@ def end_epoch(job: "Job", run: Run):
              "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), run.epoch_seconds())
     improved = p.end_epoch(train_loss, metrics)
     flush(job)
-    run.checkpoint(job.model, job.state(), best=improved)
+    run.checkpoint(job.average.model, job.state(), best=improved)
 
 
 def log_losses(job: "Job", run: Run):
@@ -238,10 +243,10 @@ def flush(job: "Job"):
 
 def finish(job: "Job", run: Run):
     """Final scores (with test-time augmentation) into summary.json; the value a sweeper maximizes."""
-    scores = final_scores(job.speed.wrap(job.model), job.data, job.preprocess, job.device,
+    scores = final_scores(job.speed.wrap(job.average.model), job.data, job.preprocess, job.device,
                           job.cfg.trainer.eval_batch_size, job.tta, val_acc=run.progress.metrics.get("val_acc"))
     with run.stop.deferred():  # a signal from here on no longer changes the outcome
-        summary = run.finish("completed", **scores, **distributed.checksums(job.model))
+        summary = run.finish("completed", **scores, **distributed.checksums(job.average.model))
     log.info("done: %s; %.0f s, %.0f images/s; summary.json, checkpoints and TensorBoard events in %s",
              ", ".join(f"{name} {percent(summary.get(f'{name}_acc'))}" + (
                  f" ({percent(summary[f'{name}_acc_tta'])} with tta)"
@@ -272,13 +277,15 @@ class Job:
     noise: torch.Generator  # augmentation draws
     monitor: object
     tta: object
+    average: object  # components.average: the evaluated weights (.model), update() after each step
     effective_batch: int  # images per step over all processes
     steps_per_epoch: int
     show: bool  # progress bars
 
     def state(self) -> dict:
         """What a checkpoint holds besides the run's progress and config."""
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"model": self.average.model.state_dict(), "average": self.average.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "preprocess": self.preprocess.state_dict(),
                 "classes": list(self.data.classes), "input_shape": list(self.data.shape),
                 "choices": self.choices, "rng": rng_state(self.order, self.noise)}
@@ -295,7 +302,10 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
 
     # data: whole splits as uint8 tensors on the training device; statistics from the training split only
     data = load_data(cfg.dataset, *smallest_image(cfg))
-    preprocess = build(cfg.preprocess, "preprocess").fit(data.train.images).to(device)
+    preprocess = build(cfg.preprocess, "preprocess").fit(data.train.images)
+    if run.resumed:  # the fitted values as the run left them (patch_whiten's bias may have been trained)
+        preprocess.load_state_dict(run.resumed["preprocess"])
+    preprocess = preprocess.to(device)
     train_split = move(data.train, device)
     augment.fit(data.train.images)  # options with training statistics (pca_color)
     first_batch = preprocess(train_split.images[: cfg.trainer.batch_size].float().div(255)).cpu()
@@ -311,12 +321,14 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     batch_size = min(cfg.trainer.batch_size, len(data.train))
     effective_batch = distributed.effective_batch(batch_size, len(data.train))  # batch_size × processes
     steps_per_epoch = len(data.train) // effective_batch  # the last incomplete batch is dropped
-    optimizer = build(cfg.optim, "optim", params=model.parameters())
+    optimizer = build(cfg.optim, "optim", params=iter(param_groups(model, preprocess, effective_batch)))  # an iterator: Hydra passes it as is
     schedule = build(cfg.schedule, "schedule", optimizer=optimizer, total_steps=cfg.trainer.epochs * steps_per_epoch)
+    average = build(cfg.average, "average", model=model, total_steps=cfg.trainer.epochs * steps_per_epoch)
     order = torch.Generator().manual_seed(cfg.trainer.seed)
     noise = torch.Generator(device).manual_seed(distributed.rank_seed(cfg.trainer.seed + 1))
     if run.resumed:
-        model.load_state_dict(run.resumed["model"])
+        average.model.load_state_dict(run.resumed["model"])  # the evaluated weights (the trained ones without averaging)
+        average.load_state_dict(run.resumed.get("average", {}))  # the trained weights, where they differ
         optimizer.load_state_dict(run.resumed["optimizer"])
         schedule.load_state_dict(run.resumed["schedule"])
         run.restore(device, order, noise)
@@ -341,7 +353,7 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
                  "effective_batch_size": effective_batch, "choices": choices}
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
     return Job(cfg, choices, device, speed, data, train_split, preprocess, augment, model, net, built.regularizers,
-               optimizer, schedule, order, noise, monitor, tta, effective_batch, steps_per_epoch, show)
+               optimizer, schedule, order, noise, monitor, tta, average, effective_batch, steps_per_epoch, show)
 
 
 def to_log_file(error) -> str:

@@ -118,7 +118,7 @@ def test_adamw_option_is_torch_adamw_with_its_yaml_values_and_drives_training(tm
                    "log.hist_every=0"), tmp_path, choices={}, sweep=True)
     s, state = summary(tmp_path), load_checkpoint(tmp_path / "checkpoints" / "last.pt")["optimizer"]
     assert state["param_groups"][0]["lr"] == 0.003 and tuple(state["param_groups"][0]["betas"]) == (0.9, 0.999)
-    n_params = len(state["param_groups"][0]["params"])
+    n_params = sum(len(g["params"]) for g in state["param_groups"])  # weights, then norm biases (optim.param_groups)
     assert n_params > 0 and len(state["state"]) == n_params
     assert all({"exp_avg", "exp_avg_sq"} <= set(m) and int(m["step"]) == s["steps"] for m in state["state"].values())
     assert s["status"] == "completed" and s["val_acc"] > 0.5  # 4 separable classes: chance is 0.25

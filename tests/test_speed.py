@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from conftest import FAST, make_cfg, summary
 from deeprob_cli import UserError
-from deeprob_cli.config import CONFIG_DIR, build
+from deeprob_cli.config import CONFIG_DIR, build, selected
 from deeprob_cli.models import ConvNet
 from deeprob_cli.speed import Speed, cpu_flags, cpu_has_bf16, pick_precision
 from deeprob_cli.train import train
@@ -196,16 +196,18 @@ def test_fast_preset_chooses_the_groups_it_names():
     cfg = make_cfg("experiment=fast")
     assert cfg.preprocess._target_.endswith("PatchWhiten") and cfg.model.pool == "first"
     assert list(cfg.augment) == ["flip", "crop"]
-    assert list(cfg.regularizer) == ["label_smoothing", "l2"]
-    assert cfg.tta._target_.endswith("tta.Flip") and cfg.schedule._target_.endswith("onecycle")
-    assert cfg.optim.nesterov is True and cfg.trainer.precision == "auto"
+    assert list(cfg.regularizer) == ["label_smoothing"] and cfg.optim.step_decay > 0  # decay of every parameter
+    assert cfg.tta._target_.endswith("FlipTranslate") and cfg.schedule._target_.endswith("linear")
+    assert cfg.average._target_.endswith("lookahead") and cfg.augment.flip.mode == "alternate"
+    assert cfg.optim.nesterov is True and cfg.trainer.precision == "auto" and cfg.trainer.batch_size == 1024
 
 
 def test_command_line_overrides_win_over_the_preset():
     preset = make_cfg("experiment=fast")
     cfg = make_cfg("experiment=fast", "optim.lr=0.01", "trainer.epochs=3", "augment=[flip]", "tta=none")
     assert preset.optim.lr != 0.01 and cfg.optim.lr == 0.01 and cfg.trainer.epochs == 3
-    assert list(cfg.augment) == ["flip"] and cfg.tta._target_.endswith("Identity")
+    assert list(selected(cfg, "augment")) == ["flip"] and cfg.tta._target_.endswith("Identity")
+    assert list(selected(make_cfg("experiment=fast", "augment=[crop]", "regularizer=none"), "augment")) == ["crop"]
 
 
 @pytest.mark.parametrize("preset", PRESETS)

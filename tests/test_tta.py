@@ -17,7 +17,7 @@ from deeprob_cli import UserError
 from deeprob_cli.evaluate import evaluate, pick_tta
 
 OPTIONS = option_names("tta")
-VIEWS = {"none": 1, "flip": 2, "multicrop": 10, "mc_dropout": 10, "multiscale": 30}
+VIEWS = {"none": 1, "flip": 2, "multicrop": 10, "mc_dropout": 10, "multiscale": 30, "flip_translate": 6}
 
 
 def split(n=64, seed=0):
@@ -173,5 +173,5 @@ def test_train_and_eval_report_accuracy_with_and_without_tta(tmp_path):
     run_cli("eval", "run", "split=test", "tta=multicrop", cwd=tmp_path)
     result = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert (result["tta"], result["accuracy"]) == ("multicrop", s["test_acc"])
-    with pytest.raises(UserError, match="^tta: 'five' is not one of flip, mc_dropout, multicrop, multiscale, none$"):
+    with pytest.raises(UserError, match="^tta: 'five' is not one of flip, flip_translate, mc_dropout, multicrop, multiscale, none$"):
         pick_tta({}, OmegaConf.create({}), "five")

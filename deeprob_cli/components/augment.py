@@ -31,14 +31,37 @@ def _interval(name: str, value, bounds: Range, rule: str) -> tuple:
 
 
 class Flip:
-    """Mirror each image left-right with probability p."""
+    """Mirror each image left-right with probability p (mode=random: a fresh draw per image and step), or
+    mode=alternate (Keller Jordan's airbench): in the first epoch each image is mirrored with probability p, then
+    on every other epoch, i.e. image i is mirrored in epoch e iff bᵢ XOR (e − 1 is odd), so over any two epochs
+    the network sees each image once each way. The first-epoch bits bᵢ are a pure function of the image's index
+    and the augmentation generator's seed: a resumed run draws the same ones. Needs the batch's indices and epoch
+    (train.py passes them; called without them, e.g. for the TensorBoard examples, it draws as mode=random)."""
 
-    def __init__(self, p: Annotated[float, Range(0, 1, what="a probability")] = 0.5):
-        self.p = p
+    positional = True  # Compose passes `indices` and `epoch`
 
-    def __call__(self, x, generator=None):
-        flip = torch.rand(len(x), generator=generator, device=generator.device if generator else x.device) < self.p
-        return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+    def __init__(self, p: Annotated[float, Range(0, 1, what="a probability")] = 0.5,
+                 mode: Annotated[str, Choice("random", "alternate")] = "random"):
+        self.p, self.mode, self.size, self.bits = p, mode, None, None
+
+    def fit(self, images):
+        self.size = len(images)  # the first-epoch bits are drawn for every index of the training split
+        return self
+
+    def first_epoch_bits(self, seed: int, device) -> torch.Tensor:
+        if self.bits is None or self.bits[0] != seed:
+            draw = torch.rand(self.size, generator=torch.Generator().manual_seed(seed)) < self.p
+            self.bits = (seed, draw.to(device))
+        return self.bits[1]
+
+    def __call__(self, x, generator=None, indices=None, epoch=None):
+        on = generator.device if generator else x.device
+        if self.mode == "alternate" and indices is not None and epoch is not None and self.size is not None:
+            seed = generator.initial_seed() if generator is not None else 0
+            flip = self.first_epoch_bits(seed, x.device)[indices] ^ ((epoch - 1) % 2 == 1)
+        else:
+            flip = torch.rand(len(x), generator=generator, device=on) < self.p
+        return torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(3), x)
 
 
 class Crop:
@@ -251,9 +274,11 @@ class Compose:
                 aug.fit(images)
         return self
 
-    def __call__(self, x, generator=None):
+    def __call__(self, x, generator=None, indices=None, epoch=None):
+        """`indices` (the batch's positions in the training split) and `epoch` reach the options that declare
+        `positional = True` (flip's alternate mode); the others see only the batch and the generator."""
         for aug in self.augments:
-            x = aug(x, generator)
+            x = aug(x, generator, indices=indices, epoch=epoch) if getattr(aug, "positional", False) else aug(x, generator)
         return x
 
 

@@ -142,9 +142,21 @@ def _scaled(fill, layer, g: float):
 
 @scheme
 @torch.no_grad()
-def default(model, *, activation=None, batch=None, bias: Bias = None, zero_residual: bool = False):
-    """Keep PyTorch's layer defaults."""
+def default(model, *, activation=None, batch=None, bias: Bias = None, zero_residual: bool = False,
+            dirac: bool = False):
+    """Keep PyTorch's layer defaults; dirac=True then makes the first filters of each conv the identity."""
+    if dirac:
+        identity_start(model)
     _finish(model, bias, zero_residual)
+
+
+@torch.no_grad()
+def identity_start(model):
+    """Each conv's first min(in, out) filters pass their input channel through unchanged (torch's dirac_: a 1 at
+    the kernel centre of channel i in filter i), the other filters keep their init: the convs start close to the
+    identity, as in Keller Jordan's airbench (after the "identity init" of Zagoruyko & Komodakis 2017, DiracNets)."""
+    for conv in (m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups == 1):
+        nn.init.dirac_(conv.weight[:min(conv.weight.shape[:2])])
 
 
 @scheme

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import UserError
-from ..validate import Range
+from ..validate import Choice, Range
 
 Eps = Annotated[float, Range(0, low_open=True)]  # ε, relative to the mean eigenvalue (whitening_scales)
 
@@ -112,6 +112,8 @@ class Preprocess(nn.Module):
         for name, value in state.items():
             if name in self._buffers:
                 setattr(self, name, torch.empty_like(value))
+            elif name in self._parameters:  # a trainable fitted value (patch_whiten's bias)
+                setattr(self, name, nn.Parameter(torch.empty_like(value), requires_grad=False))
         return super().load_state_dict(state, strict, assign)
 
 
@@ -247,11 +249,17 @@ class PatchWhiten(Preprocess):
     the output has C·k² channels with Cov ≈ I, at the input's height and width (border pixels replicated:
     zero padding would put black, far from the mean, into every border patch and break the whitening there)."""
 
-    def __init__(self, kernel_size: Annotated[int, Range(1, integer=True)] = 3, eps: Eps = 1e-5):
+    def __init__(self, kernel_size: Annotated[int, Range(1, integer=True)] = 3, eps: Eps = 1e-5, negate: bool = False,
+                 train_bias_epochs: Annotated[int, Range(0, integer=True)] = 0,
+                 padding: Annotated[str, Choice("replicate", "none")] = "replicate"):
         super().__init__()
         self.kernel_size, self.eps = kernel_size, eps
+        self.negate, self.train_bias_epochs, self.padding = negate, train_bias_epochs, padding
         self.register_buffer("weight", torch.zeros(0, 0, 0, 0))
-        self.register_buffer("bias", torch.zeros(0))
+        if train_bias_epochs:  # a parameter: train.py hands it to the optimizer, set_epoch() switches it on and off
+            self.bias = nn.Parameter(torch.zeros(0), requires_grad=False)
+        else:
+            self.register_buffer("bias", torch.zeros(0))
 
     def fit(self, images):
         k = self.kernel_size
@@ -263,14 +271,28 @@ class PatchWhiten(Preprocess):
 
         stats = cached(images, f"patch_eigen{k}", compute)
         filters = stats["vectors"].T * whitening_scales(stats["values"], self.eps).unsqueeze(1)  # row i = wᵢ
+        if self.negate:  # each component and its negative: an activation after them keeps both signs' halves
+            filters = torch.cat([filters, -filters])
         self.weight = filters.float().view(-1, images.shape[1], k, k)
-        self.bias = (-(filters @ stats["mean"])).float()
+        bias = (-(filters @ stats["mean"])).float()
+        if isinstance(self.bias, nn.Parameter):
+            self.bias = nn.Parameter(bias.to(self.bias.device), requires_grad=False)
+        else:
+            self.bias = bias
         return self
 
+    def set_epoch(self, epoch: int):
+        """train_bias_epochs > 0: the bias is trained in epochs 1..N and frozen after (airbench: 3 epochs)."""
+        if isinstance(self.bias, nn.Parameter):
+            self.bias.requires_grad_(epoch <= self.train_bias_epochs)
+
     def forward(self, x):
+        if self.padding == "none":  # (H−k+1)×(W−k+1) maps of whole patches only (airbench: 31×31)
+            return F.conv2d(x, self.weight, self.bias)
         k = self.weight.shape[-1]
         before, after = (k - 1) // 2, k // 2  # 'same' size; explicit so even k pads without a copy warning
         return F.conv2d(F.pad(x, (before, after, before, after), mode="replicate"), self.weight, self.bias)
 
     def output_shape(self, in_shape):
-        return (self.weight.shape[0], *tuple(in_shape)[1:])
+        shrink = self.weight.shape[-1] - 1 if self.padding == "none" else 0
+        return (self.weight.shape[0], *(side - shrink for side in tuple(in_shape)[1:]))

@@ -5,6 +5,8 @@ Try: deeprob train dataset=synthetic schedule=onecycle
 import math
 from typing import Annotated
 
+import numpy as np
+
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 
 from ..validate import Range
@@ -39,3 +41,12 @@ def onecycle(optimizer, total_steps: int, warmup: Warmup = 0.25, div: Divisor = 
     peak = [group["lr"] for group in optimizer.param_groups]
     return OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=warmup,
                       div_factor=div, final_div_factor=final_div, cycle_momentum=False)
+
+
+def linear(optimizer, total_steps: int, warmup: Warmup = 0.23,
+           start: Annotated[float, Range(0)] = 0.2, peak: Annotated[float, Range(0, low_open=True)] = 1.0,
+           end: Annotated[float, Range(0)] = 0.07):
+    """Piecewise linear lr factor: start → peak over the first `warmup` of the steps, then peak → end at the last
+    step (Keller Jordan's airbench: 0.2 → 1 over 23 %, then → 0.07), numpy.interp's knots."""
+    knots = ([0, int(warmup * total_steps), total_steps], [start, peak, end])
+    return LambdaLR(optimizer, lambda step: float(np.interp(step, *knots)))

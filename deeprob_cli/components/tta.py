@@ -34,6 +34,29 @@ class Flip:
         return [x, x.flip(3)]
 
 
+class FlipTranslate:
+    """Six views, logits averaged with weights (Keller Jordan's airbench TTA): the image and its mirror, each
+    also shifted by `shift` pixels diagonally up-left and down-right (reflect padding). The two untranslated
+    views share `center_weight` of the total, the four translated ones the rest; the averaged logits are the
+    prediction (`combine`), not the mean of the softmaxes."""
+
+    def __init__(self, shift: Annotated[int, Range(1, integer=True)] = 1,
+                 center_weight: Annotated[float, Range(0, 1)] = 0.5):
+        self.shift, self.center_weight = shift, center_weight
+
+    def __call__(self, x):
+        s, (h, w) = self.shift, x.shape[-2:]
+        mode = "reflect" if s < min(h, w) else "replicate"
+        padded = F.pad(x, (s, s, s, s), mode=mode)
+        shifted = [padded[..., :h, :w], padded[..., 2 * s:2 * s + h, 2 * s:2 * s + w]]
+        return [x, x.flip(3), *shifted, *(v.flip(3) for v in shifted)]
+
+    def combine(self, logits: list) -> torch.Tensor:
+        """Σ weightᵢ·logitsᵢ: center_weight/2 for each untranslated view, (1 − center_weight)/4 for the others."""
+        weights = [self.center_weight / 2] * 2 + [(1 - self.center_weight) / 4] * 4
+        return sum(w * z for w, z in zip(weights, logits))
+
+
 class MultiCrop:
     """The lecture's fixed 10 views (AlexNet, ResNet): 4 corner crops and the centre crop, each with its mirror.
     A crop's side is `size` × the image's; `fill` brings it back to the image's size: reflect = pad around it

@@ -1,0 +1,127 @@
+"""Weight averaging (conf/average/): the EMA and lookahead formulas against hand-computed references, and a run
+with averaging interrupted mid-epoch resumes to the same weights, metrics and summary as an uninterrupted one."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import run_cli, summary
+from deeprob_cli.components.average import Lookahead, ema, lookahead, none
+from deeprob_cli.run import Run
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+
+
+def _perturb(model, step):
+    """A stand-in for an optimizer step: every weight and running statistic moves by a known amount."""
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.add_(0.1 * step)
+
+
+def test_none_evaluates_the_trained_model_and_saves_nothing_extra():
+    model = _model()
+    average = none(model, 10)
+    assert average.model is model and average.state_dict() == {}
+
+
+def test_ema_follows_its_formula_on_weights_and_batch_norm_statistics():
+    model = _model()
+    average = ema(model, total_steps=100, decay=0.9, every=2)
+    reference = {k: v.clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+    first = True
+    for step in range(1, 9):
+        _perturb(model, step)
+        average.update(step)
+        if step % 2 == 0:
+            for k in reference:  # the first update copies, later ones W̄ ← 0.9·W̄ + 0.1·W
+                reference[k] = model.state_dict()[k].clone() if first else 0.9 * reference[k] + 0.1 * model.state_dict()[k]
+            first = False
+    averaged = average.model.state_dict()
+    for k, v in reference.items():
+        torch.testing.assert_close(averaged[k], v)
+    assert not torch.equal(averaged["0.weight"], model.state_dict()["0.weight"])
+
+
+def test_ema_start_skips_the_first_steps():
+    model = _model()
+    average = ema(model, total_steps=10, decay=0.5, start=0.5)
+    before = copy.deepcopy(average.model.state_dict())
+    for step in range(1, 6):
+        _perturb(model, step)
+        average.update(step)
+    assert all(torch.equal(before[k], v) for k, v in average.model.state_dict().items())
+    _perturb(model, 6)
+    average.update(6)  # the first update copies the trained weights
+    torch.testing.assert_close(average.model.state_dict()["0.weight"], model.state_dict()["0.weight"])
+
+
+def test_lookahead_moves_slow_weights_by_alpha_every_k_steps_and_resets_the_fast_ones():
+    model = _model()
+    average = lookahead(model, total_steps=100, every=3, alpha=0.25)
+    slow = model.state_dict()["0.weight"].clone()
+    for step in range(1, 7):
+        _perturb(model, step)
+        fast = model.state_dict()["0.weight"].clone()
+        average.update(step)
+        if step % 3 == 0:
+            slow = slow + 0.25 * (fast - slow)
+            torch.testing.assert_close(model.state_dict()["0.weight"], slow)  # fast ← slow
+        else:
+            torch.testing.assert_close(model.state_dict()["0.weight"], fast)  # untouched between syncs
+        torch.testing.assert_close(average.model.state_dict()["0.weight"], slow)
+    assert not average.model[0].weight.requires_grad
+
+
+def test_lookahead_ramp_is_airbench_schedule_and_the_last_step_hands_the_slow_weights_over():
+    model = _model()
+    average = Lookahead(model, total_steps=12, every=5, ramp=0.95)
+    assert average.step_size(0) == 1.0
+    assert average.step_size(6) == pytest.approx(1 - 0.95 ** 5 * 0.5 ** 3)
+    assert average.step_size(12) == pytest.approx(1 - 0.95 ** 5)
+    for step in range(1, 13):
+        _perturb(model, step)
+        average.update(step)
+    slow = average.model.state_dict()
+    assert all(torch.equal(slow[k], v) for k, v in model.state_dict().items())  # step 12 is off the 5-grid
+
+
+RUN = ["dataset=synthetic", "dataset.num_train=640", "model.widths=[8,16]", "trainer.epochs=3",
+       "trainer.batch_size=32", "log.hist_every=0", "augment=[flip,crop]", "augment.flip.mode=alternate",
+       "preprocess=patch_whiten", "preprocess.kernel_size=2", "preprocess.negate=true",
+       "preprocess.train_bias_epochs=2", "model.input_activation=true", "optim.norm_bias_lr_scale=4",
+       "optim.step_decay=1e-3"]
+COMPARED = ("train_loss", "train_acc", "val_loss", "val_acc", "val_acc_tta", "test_acc", "steps")
+
+
+@pytest.mark.parametrize("average", ["lookahead", pytest.param("ema", marks=pytest.mark.slow)])  # one essential
+def test_a_run_with_averaging_resumes_bit_for_bit(tmp_path, monkeypatch, average):
+    args = [*RUN, f"average={average}", *(["average.ramp=0.95"] if average == "lookahead" else ["average.decay=0.9"])]
+    run_cli("train", *args, "hydra.run.dir=ref", cwd=tmp_path)
+    due = Run.checkpoint_due
+
+    def stop_at_step_27(self):  # mid-epoch 2 (20 steps an epoch), off the lookahead grid: a SIGTERM there
+        if self.progress.step == 27:
+            self.stop.signal, self.stop.code = "SIGTERM", 143
+        return due(self)
+
+    monkeypatch.setattr(Run, "checkpoint_due", stop_at_step_27)
+    assert run_cli("train", *args, "hydra.run.dir=run", cwd=tmp_path, check=False).returncode == 143
+    monkeypatch.setattr(Run, "checkpoint_due", due)
+    run_cli("train", "resume=run", cwd=tmp_path)
+    a, b = summary(tmp_path / "run"), summary(tmp_path / "ref")
+    assert {k: a[k] for k in COMPARED} == {k: b[k] for k in COMPARED}
+    reached = lambda s: {t for t, seconds in s["seconds_to"].items() if seconds is not None}  # seconds vary
+    assert reached(a) == reached(b)
+    wa, wb = (torch.load(tmp_path / r / "checkpoints" / "last.pt", weights_only=True) for r in ("run", "ref"))
+    for key in ("model", "preprocess"):
+        assert all(torch.equal(wa[key][k], wb[key][k]) for k in wb[key])
+    trained = wb["average"]["trained"]
+    assert all(torch.equal(wa["average"]["trained"][k], trained[k]) for k in trained)
+    differs = any(not torch.equal(wb["model"][k], trained[k]) for k in trained if trained[k].is_floating_point())
+    assert differs == (average == "ema")  # lookahead hands its slow weights to the trained model at the end
