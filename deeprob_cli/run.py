@@ -619,6 +619,12 @@ def _prepare(command: str, config_name: str, args: list) -> list:
 
 
 def _launched() -> bool:
+    """Under torchrun, or in a Slurm step of several tasks (srun --ntasks=N): then each process is a DDP rank,
+    rank 0's clock names the one run folder and no rank claims it here."""
+    if "SLURM_STEP_ID" in os.environ and "SLURM_PROCID" in os.environ:
+        from . import distributed
+
+        distributed.from_slurm()  # sets torchrun's variables from Slurm's when the step has several tasks
     return all(name in os.environ for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"))
 
 
