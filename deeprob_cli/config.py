@@ -46,15 +46,7 @@ def check(cfg: DictConfig, choices: dict | None = None):
                 check_value(key, OmegaConf.select(cfg, key), spec)
             except ValueError as e:
                 raise UserError(f"{e}{HINTS.get(key, '')}") from None
-    device = str(cfg.trainer.device)
-    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
-        raise UserError(f"trainer.device: {cfg.trainer.device!r} is not allowed; expected {DEVICES}")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError(f"trainer.device: {device!r} asked for, but this machine has no CUDA device; "
-                            f"use trainer.device=auto or cpu")
+    check_device(cfg.trainer.device)
     for group in ("augment", "regularizer"):
         node = cfg.get(group)
         if not (node is None or isinstance(node, DictConfig)):
@@ -74,6 +66,19 @@ def smallest_image(cfg: DictConfig):
     if crop is not None and crop.get("mode", "reflect") == "reflect":  # reflect padding needs padding < side
         return crop.get("padding", 0) + 1, f"augment.crop (padding {crop.get('padding', 0)})"
     return 1, ""
+
+
+def check_device(name):
+    """trainer.device: auto, cpu, cuda or cuda:N, and CUDA only where this machine has it."""
+    device = str(name)
+    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise UserError(f"trainer.device: {name!r} is not allowed; expected {DEVICES}")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"trainer.device: {device!r} asked for, but this machine has no CUDA device; "
+                            f"use trainer.device=auto or cpu")
 
 
 def options(cfg: DictConfig):

@@ -15,11 +15,11 @@ from omegaconf import OmegaConf
 
 from . import UserError
 from .checkpoint import load_checkpoint
-from .config import CONFIG_DIR, SETTINGS, build, option_names
+from .config import CONFIG_DIR, SETTINGS, build, check_device, option_names
 from .run import write_json
 from .validate import check as check_value
 from .data import load_data
-from .speed import for_eval
+from .speed import for_eval, pick_device
 
 USAGE = ("usage: deeprob eval RUN_DIR [split=val|test] [tta=none|flip|multicrop] [dataset.root=PATH] "
          "[trainer.device=cpu|cuda]")
@@ -99,7 +99,9 @@ def run_eval(args) -> dict:
     cfg = OmegaConf.create(state["config"])
     if "dataset" in overrides and "root" in overrides.dataset:
         cfg.dataset.root = overrides.dataset.root
-    device = pick_device(OmegaConf.select(overrides, "trainer.device", default="auto"))
+    device_name = OmegaConf.select(overrides, "trainer.device", default="auto")
+    check_device(device_name)
+    device = pick_device(device_name)
     batch = OmegaConf.select(overrides, "trainer.eval_batch_size", default=cfg.trainer.eval_batch_size)
     try:
         check_value("trainer.eval_batch_size", batch, SETTINGS["trainer.eval_batch_size"])
@@ -133,19 +135,6 @@ def run_eval(args) -> dict:
         raise UserError(f"the result above could not be written to {run_dir / 'eval.json'} ({e.strerror or e}); "
                         f"make the run folder writable to keep it") from None
     return result
-
-
-def pick_device(name) -> torch.device:
-    """auto = CUDA when there is one; a CUDA device asked for on a machine without one is one line."""
-    name = str(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not (name == "cpu" or name == "cuda" or name.startswith("cuda:")):
-        raise UserError(f"trainer.device: {name!r} is not allowed; expected auto, cpu or cuda")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"trainer.device: {name!r} asked for, but this machine has no CUDA device; use "
-                        f"trainer.device=auto or cpu")
-    return torch.device(name)
 
 
 def _keys(node, prefix=""):

@@ -60,6 +60,13 @@ def precision_name(dtype: torch.dtype) -> str:
     return "bf16" if dtype == torch.bfloat16 else "fp32"
 
 
+def pick_device(name) -> torch.device:
+    """auto = the first CUDA device when there is one, else the CPU (the name is checked by config.check_device)."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(str(name))
+
+
 def use_channels_last(setting, model, device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
     """trainer.channels_last → bool: auto = on for a model with convolutions, on CUDA or under bf16 on the CPU."""
     if setting == "auto":

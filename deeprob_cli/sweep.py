@@ -24,6 +24,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf, open_dict, read_write
 
 from .naming import job_order
+from .run import write_json
 
 log = logging.getLogger("deeprob")
 SLURM_RECORD = "slurm.json"  # in each job folder, written by SlurmLauncher at every (re)start of the job
@@ -69,10 +70,6 @@ class SweepSummary(Callback):
             if job["status"] != "completed":
                 log.warning("job %s (%s): %s %s", job["job"], " ".join(job["overrides"]), job["status"],
                             job["error"] or "")
-
-
-def write_json(path: Path, value: dict):
-    write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def write_text(path: Path, text: str):

@@ -36,7 +36,7 @@ from . import run as run_module
 from .naming import jobs_in_sweep
 from .run import (SIGNALS, Diverged, Interrupted, Run, Stopped, _quote, discard, read_summary, release_all,
                   write_json)
-from .speed import Speed
+from .speed import Speed, pick_device
 
 log = logging.getLogger("deeprob")
 run_module.register_resolver()  # ${deeprob_record:...} (run.prepare, for sweeps re-run into their folder)
@@ -384,13 +384,6 @@ def set_threads(threads, n_jobs):
 
 def percent(value) -> str:
     return "—" if value is None else f"{100 * value:.2f} %"
-
-
-def pick_device(name: str) -> torch.device:
-    """auto = the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int):
