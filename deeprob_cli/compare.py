@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from . import UserError, stats
 from .config import flatten
+from .exits import guarded
 
 METRICS = ("status", "train_acc", "val_acc", "test_acc", "train_loss", "seconds")
 NUMBERS = ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "seconds", "epochs_completed", "steps")
@@ -429,6 +430,11 @@ def plot(entries, out: Path, title: str = ""):
 # ---------------------------------------------------------------- command
 
 def main(args=None):
+    """`deeprob compare`: the table and the curves, else one line and the code of exits.EXITS."""
+    return guarded("compare", compare_runs, args)
+
+
+def compare_runs(args):
     parser = argparse.ArgumentParser(prog="deeprob compare", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="run folders or folders holding runs (e.g. a sweep)")
     parser.add_argument("--csv", action="store_true", help="print CSV instead of a markdown table")
@@ -438,13 +444,9 @@ def main(args=None):
     parser.add_argument("--out", help="where to write the curves PNG (default: <first path>/compare.png)")
     ns = parser.parse_args(args)
     out = Path(ns.out) if ns.out else Path(ns.paths[0]) / "compare.png"
-    try:
-        if out.suffix.lower() not in (".png", ".pdf", ".svg"):
-            raise UserError(f"--out: {str(out)!r} is not allowed; expected a file name ending in .png, .pdf or .svg")
-        rows = read_rows(ns.paths)
-    except UserError as e:
-        print(f"deeprob compare: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UserError(f"--out: {str(out)!r} is not allowed; expected a file name ending in .png, .pdf or .svg")
+    rows = read_rows(ns.paths)
     key = sort_key(ns.metric)
     rows.sort(key=lambda r: key(metric_of(r, ns.metric)))
     columns = differing(rows)
@@ -473,7 +475,5 @@ def main(args=None):
     try:
         plot(entries, out)
     except OSError as e:  # e.g. a read-only folder: the table above is still printed
-        print(f"deeprob compare: error: --out: cannot write {out} ({e.strerror or e}); choose another --out",
-              file=sys.stderr)
-        sys.exit(2)
+        raise UserError(f"--out: cannot write {out} ({e.strerror or e}); choose another --out") from None
     print(f"curves: {out}", file=sys.stderr)

@@ -11,7 +11,7 @@ from hydra.utils import get_class, get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from . import CONFIG_DIR, UserError
-from .validate import Choice, Kind, Range, check_params
+from .validate import Choice, Kind, ListOf, Range, check_params
 from .validate import check as check_value
 
 # the settings outside the option groups, each declared once: key → allowed values
@@ -33,19 +33,56 @@ SETTINGS = {
     "dataset.val_size": Range(0, integer=True),
     "optim.lr": Range(0, 3.4e38, low_open=True),  # the optimizers compute in float32
 }
+# deeprob init-stats' own settings (conf/init_stats.yaml)
+INIT_STATS_SETTINGS = {
+    "init_stats.dims": ListOf(Range(1, integer=True), least=2,
+                              what="a list of ≥ 2 positive integers (input width, then each layer's width), e.g. "
+                                   "init_stats.dims=[512,512,512]"),
+    "init_stats.batch": Range(1, integer=True),
+    "trainer.seed": SETTINGS["trainer.seed"],
+}
 DEVICES = "auto, cpu or cuda"
 # a setting's advice when its value is refused, where "expected ..." alone does not say what it means
 HINTS = {"trainer.checkpoint_every": " (0 = at epoch ends only)", "log.hist_every": " (0 = no histograms)"}
 
+# keys a resumed run may change; summary.json's changed_on_resume lists the ones a resume changed. The training
+# itself stays bit-identical under each; trainer.device (another device computes differently) and
+# trainer.eval_batch_size (validation sums batch by batch) may move the last bits of the numbers after the resume.
+# trainer.threads is not among them: torch's CPU reductions split work by thread count.
+RESUMABLE_CHANGES = {"resume", "trainer.device", "trainer.eval_batch_size", "log.progress", "log.hist_every"}
 
-def check(cfg: DictConfig, choices: dict | None = None):
-    """Raise UserError naming the first key whose value is out of its range or of the wrong type."""
-    for key, spec in SETTINGS.items():
+# why a key that looks harmless may still not change on resume
+NOT_RESUMABLE_BECAUSE = {
+    "trainer.threads": "torch splits its CPU reductions by thread count, so the result would no longer be "
+                       "bit-identical to an uninterrupted run",
+}
+
+
+def changed(key: str, value, saved) -> str:
+    because = f" ({NOT_RESUMABLE_BECAUSE[key]})" if key in NOT_RESUMABLE_BECAUSE else ""
+    return (f"resume: {key}={value!r} differs from the run's {saved!r}{because}; a resumed run keeps its "
+            f"configuration (it may change: {', '.join(sorted(RESUMABLE_CHANGES))}); start a new run to change it")
+
+
+
+def check_command(config_name: str, cfg: DictConfig):
+    """The checks of conf/<config_name>.yaml's command: `check` for train, `check_init_stats` for init-stats."""
+    (check_init_stats if config_name == "init_stats" else check)(cfg)
+
+
+def check_settings(cfg: DictConfig, settings: dict):
+    """Raise UserError naming the first declared setting whose value is out of its range or of the wrong type."""
+    for key, spec in settings.items():
         if OmegaConf.select(cfg, key, default="<absent>") != "<absent>":
             try:
                 check_value(key, OmegaConf.select(cfg, key), spec)
             except ValueError as e:
                 raise UserError(f"{e}{HINTS.get(key, '')}") from None
+
+
+def check(cfg: DictConfig):
+    """Raise UserError naming the first key whose value is out of its range or of the wrong type."""
+    check_settings(cfg, SETTINGS)
     check_device(cfg.trainer.device)
     for group in ("augment", "regularizer"):
         node = cfg.get(group)
@@ -58,6 +95,18 @@ def check(cfg: DictConfig, choices: dict | None = None):
     from .data import check_dataset
 
     check_dataset(cfg.dataset, *smallest_image(cfg))
+
+
+def check_init_stats(cfg: DictConfig):
+    """`deeprob init-stats`: its settings, the activation's and init's parameters, and what the init needs."""
+    check_settings(cfg, INIT_STATS_SETTINGS)
+    for key, node in (("activation", cfg.activation), ("init", cfg.init)):
+        check_option(node, key)
+    needs = getattr(get_object(cfg.init._target_), "needs", None)
+    unmet = needs(cfg.init) if needs else None
+    if unmet:  # init-stats' stack is Linear → activation layers only: it provides nothing an init may need
+        raise UserError(f"init={cfg.init._target_.rsplit('.', 1)[-1]}: {unmet[1]}, and the init-stats stack "
+                        f"(Linear → activation layers) has none; measure it with deeprob train instead")
 
 
 def smallest_image(cfg: DictConfig):
@@ -134,54 +183,6 @@ def check_fits(cfg: DictConfig):
             raise UserError(f"{label}: {needs[1]} and model {model_cls.__name__} has none"
                             f"{' (model.norm=' + str(cfg.model.get('norm')) + ')' if 'norm' in cfg.model else ''}; "
                             f"{needs[2]}")
-
-
-def precheck(args, config_name: str = "train"):
-    """Compose and check what `deeprob COMMAND ARGS` will run (a sweep: its first job), before Hydra starts."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    lines = [a for a in args if ("=" in a or a.startswith("~")) and not a.startswith("-")]  # ~key: a deletion
-    try:
-        overrides = OverridesParser.create().parse_overrides(lines)
-    except HydraException as e:
-        raise UserError(f"cannot read the overrides: {str(e).strip().splitlines()[0]}") from None
-    first = []
-    for o in overrides:
-        key = o.get_key_element().lstrip("+~")
-        if o.is_sweep_override():
-            try:
-                values = list(o.sweep_string_iterator())
-            except HydraException:  # interval()/tag(): a search space for a sweeper, not values
-                continue
-            first.append(f"{o.get_key_element()}={values[0]}")
-        else:
-            values = [o.value()]
-            first.append(o.input_line)
-        if (CONFIG_DIR / key).is_dir():
-            for value in values:
-                names = value if isinstance(value, list) else str(value).strip("[]").split(",")
-                require_options(key, [str(n).strip() for n in names if str(n).strip()])
-    cfg = compose_checked(config_name, first)
-    if cfg is None:
-        return
-    if config_name == "init_stats":
-        from .init_stats import check as check_stack
-
-        check_stack(cfg.init_stats)
-        for key, node in (("activation", cfg.activation), ("init", cfg.init)):
-            check_option(node, key)
-        needs = getattr(get_object(cfg.init._target_), "needs", None)
-        unmet = needs(cfg.init) if needs else None
-        if unmet:  # init-stats' stack is Linear → activation layers only: it provides nothing an init may need
-            raise UserError(f"init={cfg.init._target_.rsplit('.', 1)[-1]}: {unmet[1]}, and the init-stats stack "
-                            f"(Linear → activation layers) has none; measure it with deeprob train instead")
-    else:
-        check(cfg)
-    build(cfg.activation, "activation", _partial_=False)  # the data-free components' own checks
-    for key, node in options(cfg):
-        if key.startswith(("augment.", "regularizer.", "tta")):
-            build(node, key)
 
 
 def compose_checked(config_name: str, overrides: list):

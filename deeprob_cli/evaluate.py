@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 from . import UserError
 from .checkpoint import load_checkpoint
 from .config import CONFIG_DIR, SETTINGS, build, check_device, option_names
-from .run import write_json
+from .exits import guarded
+from .folders import write_json
 from .validate import check as check_value
 from .data import load_data
 from .speed import for_eval, pick_device
@@ -146,23 +147,6 @@ def _keys(node, prefix=""):
 
 
 def main(args=None):
-    """`deeprob eval`: exit 0 with the result, 2 with one line for a refusal, 1 for an unexpected error (one line;
-    HYDRA_FULL_ERROR=1 shows the traceback), 128+N after signal N."""
-    import os
-    import signal
-
-    try:
-        run_eval(sys.argv[1:] if args is None else args)
-    except UserError as e:
-        print(f"deeprob eval: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("deeprob eval: interrupted: SIGINT; nothing was written", file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
-    except Exception as e:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        reason = (str(e).strip().splitlines() or [""])[0][:300]
-        print(f"deeprob eval: failed: {type(e).__name__}: {reason} (HYDRA_FULL_ERROR=1 shows the traceback)",
-              file=sys.stderr)
-        sys.exit(1)
+    """`deeprob eval`: exit 0 with the result, else one line and the code of exits.EXITS."""
+    guarded("eval", run_eval, sys.argv[1:] if args is None else args)
+    return 0

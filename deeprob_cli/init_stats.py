@@ -17,11 +17,14 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, ListConfig
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
 from torch import nn
 
 from . import CONFIG_DIR, UserError
-from .config import build
+from .config import build, check_init_stats
+from .exits import report
 from .models import in_factor
 
 # a slope below this is a flat tail: for tanh, 1 − y² < 1 − 0.99² ⇔ |y| > 0.99
@@ -60,34 +63,16 @@ def layer_stats(act: nn.Module, pre: torch.Tensor, y: torch.Tensor) -> dict:
             "saturated": (flat & (y != 0)).float().mean().item(), "dead": flat.all(0).float().mean().item()}
 
 
-def check(node: DictConfig):
-    """Raise UserError for an init_stats value out of range."""
-    dims, batch = node.dims, node.batch
-    ok = isinstance(dims, (list, ListConfig)) and len(dims) >= 2 and all(_is_int(d) and d > 0 for d in dims)
-    if not ok:
-        raise UserError(f"init_stats.dims: {dims!r} is not allowed; expected a list of ≥ 2 positive integers "
-                        f"(input width, then each layer's width), e.g. init_stats.dims=[512,512,512]")
-    if not (_is_int(batch) and batch > 0):
-        raise UserError(f"init_stats.batch: {batch!r} is not allowed; expected a positive integer")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @hydra.main(config_path=str(CONFIG_DIR), config_name="init_stats", version_base="1.3")
 def main(cfg: DictConfig):
     """`deeprob init-stats [overrides]`: one line and exit code 2 for a mistake (a sweep goes on)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     hydra_cfg = HydraConfig.get()
     try:
         return run(cfg, Path(hydra_cfg.runtime.output_dir))
     except UserError as e:
-        print(f"deeprob init-stats: error: {e}", file=sys.stderr)
+        code = report("init-stats", e)
         if hydra_cfg.mode != RunMode.MULTIRUN:
-            sys.exit(2)
+            sys.exit(code)
 
 
 cli = main  # `deeprob init-stats`
@@ -95,7 +80,7 @@ cli = main  # `deeprob init-stats`
 
 def run(cfg: DictConfig, out: Path):
     """Initialize the stack, measure every layer on one Gaussian batch, print and save the statistics."""
-    check(cfg.init_stats)
+    check_init_stats(cfg)
     if (out / "stats.json").exists():
         raise UserError(f"hydra.run.dir: {out} already holds init-stats results; choose another folder")
     started = time.perf_counter()

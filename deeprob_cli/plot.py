@@ -19,6 +19,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from . import UserError  # noqa: E402
 from .config import CONFIG_DIR  # noqa: E402
+from .exits import guarded  # noqa: E402
 
 USAGE = "usage: deeprob plot activations [out=FILE.png]"
 X_RANGE = (-6.0, 6.0)
@@ -148,12 +149,12 @@ def plot_activations(args) -> Path:
 
 
 def main(args=None):
-    args = sys.argv[1:] if args is None else args
-    try:
-        if not args or args[0] != "activations":
-            raise UserError(f"plot: the first argument must be what to plot (activations); {USAGE}")
-        plot_activations(args[1:])
-    except UserError as e:
-        print(f"deeprob plot: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    """`deeprob plot`: exit 0 with the sheet written, else one line and the code of exits.EXITS."""
+    guarded("plot", run_plot, sys.argv[1:] if args is None else args)
     return 0
+
+
+def run_plot(args):
+    if not args or args[0] != "activations":
+        raise UserError(f"plot: the first argument must be what to plot (activations); {USAGE}")
+    return plot_activations(args[1:])

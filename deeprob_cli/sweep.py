@@ -24,7 +24,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf, open_dict, read_write
 
 from .naming import job_order
-from .run import write_json
+from .folders import write_json
 
 log = logging.getLogger("deeprob")
 SLURM_RECORD = "slurm.json"  # in each job folder, written by SlurmLauncher at every (re)start of the job

@@ -12,6 +12,8 @@ import os
 import random
 import shlex
 import sys
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,30 +28,30 @@ from tqdm import tqdm
 from . import UserError, distributed
 from .assemble import assemble
 from .checkpoint import rng_state
-from .components.augment import compose, log_examples
+from .components.augment import Compose, compose, log_examples
+from .components.average import EMA, Lookahead, Plain
 from .components.optim import param_groups
+from .components.preprocess import Preprocess
+from .components.regularizer import Regularizers
 from .config import CONFIG_DIR, build, check, selected, smallest_image
-from .data import load_data
+from .data import Data, Split, load_data
 from .evaluate import evaluate, final_scores
+from .exits import SIGNALS, Diverged, Interrupted, Stopped, report, unexpected
+from .folders import discard, read_summary, register_resolver, release_all, shell_quote, write_json
 from .monitor import Monitor
-from . import run as run_module
 from .naming import jobs_in_sweep
-from .run import (SIGNALS, Diverged, Interrupted, Run, Stopped, _quote, discard, read_summary, release_all,
-                  write_json)
+from .run import Run
 from .speed import Speed, pick_device
 
 log = logging.getLogger("deeprob")
-run_module.register_resolver()  # ${deeprob_record:...} (run.prepare, for sweeps re-run into their folder)
+register_resolver()  # ${deeprob_record:...} (launch.prepare, for sweeps re-run into their folder)
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig):
     """Train once; return the final validation accuracy (what a Hydra sweeper maximizes).
 
-    Every way a run can end is one line on stderr and an exit code: 0 completed, 2 a refusal (configuration,
-    data, a run folder or disk that cannot be written; a refused fresh run leaves no folder behind), 3 diverged,
-    1 an unexpected error (its traceback in the run's train.log), 128+N signal N. In a sweep the other jobs go
-    on, except after a signal."""
+    Every way a run can end is one line on stderr and an exit code from exits.EXITS (end_job); 0 completed."""
     hydra_cfg = HydraConfig.get()
     out = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
@@ -60,45 +62,33 @@ def main(cfg: DictConfig):
         log.info("job %d%s: %s", hydra_cfg.job.num + 1, f" of {total}" if total else "", out.name)
     try:
         return train(cfg, out, choices=group_choices(cfg, hydra_cfg.runtime.choices), sweep=sweep)
-    except UserError as e:
-        print(f"deeprob train: error: {to_log_file(e)}", file=sys.stderr)
-        if not sweep:
-            discard(out)  # a refused fresh run leaves no folder behind
-            sys.exit(2)
-        if not (out / "summary.json").exists():  # the sweep goes on; another run's record is never replaced
-            write_json(out / "summary.json", {"status": "failed", "error": str(e)})
-    except Diverged as e:  # summary.json already says so; in a sweep the other jobs go on
-        print(f"deeprob train: diverged: {to_log_file(e)}", file=sys.stderr)
-        if not sweep:
-            sys.exit(3)
-        return None  # a sweeper (Optuna) records the trial as failed and goes on
-    except Interrupted as e:  # Ctrl-C or a scheduler's pre-emption: stop the whole sweep too
-        print(f"deeprob train: interrupted: {to_log_file(e)}", file=sys.stderr)
-        sys.exit(e.code)
-    except Stopped as e:  # before the run folder was opened: nothing to keep
-        print(f"deeprob train: interrupted: {e.signal} during start-up; nothing was run", file=sys.stderr)
-        discard(out)
-        sys.exit(e.code)
-    except OSError as e:  # a full disk, a folder turned read-only: what was written before is intact
-        where = e.filename or out
-        resume = (f"; then continue with: deeprob train resume={_quote(out)}"
-                  if (out / "checkpoints" / "last.pt").is_file() else "")
-        print(f"deeprob train: error: cannot write {where}: {e.strerror or e}; free space or choose a writable "
-              f"folder{resume}", file=sys.stderr)
-        if not sweep:
-            sys.exit(2)
-    except Exception as e:
-        if full_error():
-            raise
-        import traceback
+    except (Exception, Stopped) as e:
+        return end_job(e, out, sweep)
 
+
+def end_job(error: BaseException, out: Path, sweep: bool):
+    """A job that raised `error`: its one line and exit code (exits.EXITS). A refused fresh run leaves no folder
+    behind; in a sweep the other jobs go on (None: a sweeper records the trial as failed), except after a signal."""
+    if unexpected(error) and full_error():
+        raise error
+    hint = ""
+    if isinstance(error, (UserError, Diverged, Interrupted)):
+        log_to_file(error)  # the console shows it once, from report() below
+    elif isinstance(error, OSError):  # a full disk, a folder turned read-only: what was written before is intact
+        error.filename = error.filename or out
+        if (out / "checkpoints" / "last.pt").is_file():
+            hint = f"; then continue with: deeprob train resume={shell_quote(out)}"
+    elif unexpected(error):
         with contextlib.suppress(OSError), open(out / "train.log", "a") as f:  # the traceback, for a bug report
-            traceback.print_exc(file=f)
-        reason = (str(e).strip().splitlines() or [""])[0][:300]
-        print(f"deeprob train: failed: {type(e).__name__}: {reason} (the traceback is in {out / 'train.log'}; "
-              f"HYDRA_FULL_ERROR=1 prints it here)", file=sys.stderr)
-        if not sweep:
-            sys.exit(1)
+            traceback.print_exception(error, file=f)
+        hint = f" (the traceback is in {out / 'train.log'}; HYDRA_FULL_ERROR=1 prints it here)"
+    code = report("train", error, hint)
+    if isinstance(error, Stopped) or (isinstance(error, UserError) and not sweep):
+        discard(out)  # before the run folder was opened, or refused: nothing to keep
+    elif isinstance(error, UserError) and not (out / "summary.json").exists():  # never replace another run's record
+        write_json(out / "summary.json", {"status": "failed", "error": str(error)})
+    if not sweep or isinstance(error, (Interrupted, Stopped)):  # Ctrl-C or a pre-emption stops the whole sweep
+        sys.exit(code)
     return None
 
 
@@ -112,8 +102,8 @@ _USER_FULL_ERROR = None
 
 def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
     """Train one configuration into run folder `out`; the final val accuracy (train accuracy without val)."""
-    with SIGNALS.installed():  # already, when `deeprob train` went through run.prepare()
-        check(cfg, choices)
+    with SIGNALS.installed():  # already, when `deeprob train` went through launch.prepare()
+        check(cfg)
         if cfg.resume is None and distributed.requeued():  # [slurm, issue 19] a job Slurm restarted (pre-emption,
             cfg.resume = "auto"  # submitit's time-limit requeue) continues its own run from its own checkpoint
         run = Run.open(cfg, out)  # refuses another run's folder, finds the checkpoint to resume, locks the folder
@@ -141,7 +131,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
             raise
         finally:
             if job is not None:  # TensorBoard: final scalars, the status for HParams, the reason in the Text tab
-                summary = getattr(run, "summary", None) or {"status": "failed"}
+                summary = run.summary or {"status": "failed"}
                 with contextlib.suppress(Exception), run.stop.deferred():
                     job.monitor.finish(summary["status"], summary, run.progress.step)
             run.release()
@@ -256,28 +246,28 @@ def finish(job: "Job", run: Run):
     return summary["val_acc"] if summary["val_acc"] is not None else summary["train_acc"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Job:
     """Everything a training run computes with, assembled once (assemble_job) and read by the loop."""
 
     cfg: DictConfig
-    choices: dict
+    choices: dict  # the option chosen in every group (multi-select groups: a list)
     device: torch.device
     speed: Speed
-    data: object  # data.Data: train/val/test splits, classes, shape
-    train: object  # the training split on the training device
-    preprocess: object
-    augment: object
+    data: Data  # train/val/test splits, classes, shape
+    train: Split  # the training split on the training device
+    preprocess: Preprocess  # fitted on the training split
+    augment: Compose  # the selected augment options, applied in order
     model: torch.nn.Module
     net: torch.nn.Module  # what a step calls: the model in its memory layout, compiled, DDP-wrapped as asked
-    regularizers: object  # components.regularizer.Regularizers: the selection behind its five hooks
+    regularizers: Regularizers  # the selection behind its five hooks
     optimizer: torch.optim.Optimizer
-    schedule: object
+    schedule: torch.optim.lr_scheduler.LRScheduler
     order: torch.Generator  # data order
     noise: torch.Generator  # augmentation draws
-    monitor: object
-    tta: object
-    average: object  # components.average: the evaluated weights (.model), update() after each step
+    monitor: Monitor | distributed.Silent  # TensorBoard on rank 0, nothing elsewhere
+    tta: Callable  # test-time augmentation (components.tta)
+    average: Plain | EMA | Lookahead  # the evaluated weights (.model), update() after each step
     effective_batch: int  # images per step over all processes
     steps_per_epoch: int
     show: bool  # progress bars
@@ -299,15 +289,7 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     seed_everything(cfg.trainer.seed)
     augment = compose(build(node, f"augment.{name}") for name, node in selected(cfg, "augment").items())
     tta = build(cfg.tta, "tta")
-
-    # data: whole splits as uint8 tensors on the training device; statistics from the training split only
-    data = load_data(cfg.dataset, *smallest_image(cfg))
-    preprocess = build(cfg.preprocess, "preprocess").fit(data.train.images)
-    if run.resumed:  # the fitted values as the run left them (patch_whiten's bias may have been trained)
-        preprocess.load_state_dict(run.resumed["preprocess"])
-    preprocess = preprocess.to(device)
-    train_split = move(data.train, device)
-    augment.fit(data.train.images)  # options with training statistics (pca_color)
+    data, preprocess, train_split = load_and_fit(cfg, run, augment, device)
     first_batch = preprocess(train_split.images[: cfg.trainer.batch_size].float().div(255)).cpu()
     built = assemble(cfg, preprocess.output_shape(data.shape), len(data.classes), batch=first_batch)
     model = built.model.to(device)
@@ -321,9 +303,7 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     batch_size = min(cfg.trainer.batch_size, len(data.train))
     effective_batch = distributed.effective_batch(batch_size, len(data.train))  # batch_size × processes
     steps_per_epoch = len(data.train) // effective_batch  # the last incomplete batch is dropped
-    optimizer = build(cfg.optim, "optim", params=iter(param_groups(model, preprocess, effective_batch)))  # an iterator: Hydra passes it as is
-    schedule = build(cfg.schedule, "schedule", optimizer=optimizer, total_steps=cfg.trainer.epochs * steps_per_epoch)
-    average = build(cfg.average, "average", model=model, total_steps=cfg.trainer.epochs * steps_per_epoch)
+    optimizer, schedule, average = build_optimization(cfg, model, preprocess, effective_batch, steps_per_epoch)
     order = torch.Generator().manual_seed(cfg.trainer.seed)
     noise = torch.Generator(device).manual_seed(distributed.rank_seed(cfg.trainer.seed + 1))
     if run.resumed:
@@ -333,36 +313,68 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
         schedule.load_state_dict(run.resumed["schedule"])
         run.restore(device, order, noise)
         log.info("resumed %s at epoch %d, step %d", run.out, run.progress.epoch, run.progress.step)
-
-    # TensorBoard (rank 0 only); a resumed run drops what the interrupted one logged from its checkpoint's step on
-    if run.resumed and distributed.is_main():
-        run.after_earlier_events()  # its event file must sort after the interrupted one's
-    monitor = (Monitor(run.out, model, built.activation, cfg.log.hist_every,
-                       purge_step=run.progress.step if run.resumed else None)
-               if distributed.is_main() else distributed.Silent())
+    monitor = open_monitor(cfg, run, model, built.activation)
     if not run.resumed and distributed.is_main():
-        monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
-                         "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
-                         "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
-        log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
-        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-        monitor.text(OmegaConf.to_yaml(cfg, resolve=True), " ".join(["deeprob train", *overrides]))  # the Text tab
+        log_start(cfg, monitor, choices, batch_size, train_split, augment)
     run.facts = {"device": str(device), **speed.record(), "threads": torch.get_num_threads(), "params": params,
                  "batch_size": batch_size,
                  "seed": cfg.trainer.seed, "world_size": distributed.world_size(),
                  "effective_batch_size": effective_batch, "choices": choices}
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
-    return Job(cfg, choices, device, speed, data, train_split, preprocess, augment, model, net, built.regularizers,
-               optimizer, schedule, order, noise, monitor, tta, average, effective_batch, steps_per_epoch, show)
+    return Job(cfg=cfg, choices=choices, device=device, speed=speed, data=data, train=train_split,
+               preprocess=preprocess, augment=augment, model=model, net=net, regularizers=built.regularizers,
+               optimizer=optimizer, schedule=schedule, order=order, noise=noise, monitor=monitor,
+               tta=tta, average=average, effective_batch=effective_batch,
+               steps_per_epoch=steps_per_epoch, show=show)
 
 
-def to_log_file(error) -> str:
-    """The error's message, also written to the run's train.log (the console already shows it once)."""
+def load_and_fit(cfg: DictConfig, run: Run, augment: Compose, device) -> tuple:
+    """(data, preprocessing fitted on the training split, the training split on the device): whole splits as
+    uint8 tensors; statistics from the training split only."""
+    data = load_data(cfg.dataset, *smallest_image(cfg))
+    preprocess = build(cfg.preprocess, "preprocess").fit(data.train.images)
+    if run.resumed:  # the fitted values as the run left them (patch_whiten's bias may have been trained)
+        preprocess.load_state_dict(run.resumed["preprocess"])
+    augment.fit(data.train.images)  # options with training statistics (pca_color)
+    return data, preprocess.to(device), Split(data.train.images.to(device), data.train.labels.to(device))
+
+
+def build_optimization(cfg: DictConfig, model, preprocess, effective_batch: int, steps_per_epoch: int) -> tuple:
+    """(optimizer, schedule, weight average) for the run's total steps."""
+    total_steps = cfg.trainer.epochs * steps_per_epoch
+    groups = iter(param_groups(model, preprocess, effective_batch))  # an iterator: Hydra passes it as is
+    optimizer = build(cfg.optim, "optim", params=groups)
+    schedule = build(cfg.schedule, "schedule", optimizer=optimizer, total_steps=total_steps)
+    average = build(cfg.average, "average", model=model, total_steps=total_steps)
+    return optimizer, schedule, average
+
+
+def open_monitor(cfg: DictConfig, run: Run, model, activation):
+    """TensorBoard (rank 0 only); a resumed run drops what the interrupted one logged from its checkpoint's step
+    on, in an event file that sorts after the interrupted one's."""
+    if not distributed.is_main():
+        return distributed.Silent()
+    if run.resumed:
+        run.after_earlier_events()
+    return Monitor(run.out, model, activation, cfg.log.hist_every, purge_step=run.progress.step if run.resumed else None)
+
+
+def log_start(cfg: DictConfig, monitor: Monitor, choices: dict, batch_size: int, train_split: Split, augment):
+    """A fresh run's hparams, augmented examples and its config with its command line (the Text tab)."""
+    monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
+                     "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
+                     "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
+    log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    monitor.text(OmegaConf.to_yaml(cfg, resolve=True), " ".join(["deeprob train", *overrides]))
+
+
+def log_to_file(error):
+    """Write the error's message to the run's train.log (the console shows it once, from exits.report)."""
     record = log.makeRecord(log.name, logging.ERROR, __file__, 0, str(error), None, None)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
-    return str(error)
 
 
 def group_choices(cfg: DictConfig, runtime_choices) -> dict:
@@ -393,12 +405,6 @@ def seed_everything(seed: int):
     torch.manual_seed(seed)
 
 
-def move(split, device):
-    from .data import Split
-
-    return Split(split.images.to(device), split.labels.to(device))
-
-
 def cli():
     """`deeprob train` and `python -m deeprob_cli.train`: under torchrun, one process group and run folder first.
 
@@ -411,26 +417,25 @@ def cli():
     try:
         distributed.setup()
         return main()
-    except Stopped as e:
-        print(f"deeprob train: interrupted: {e.signal} during start-up; nothing was run", file=sys.stderr)
-        release_all(discard_created=True)
-        sys.exit(e.code)
-    except Exception as e:
-        if full:
+    except (Exception, Stopped) as e:
+        if full and not isinstance(e, Stopped):
             raise
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if "No trials are completed yet" in reason:  # Optuna, when every trial diverged or failed
-            reason = ("every trial of the sweep diverged or failed, so there is no best one (each job's "
-                      "summary.json says why); narrow the search space, e.g. lower optim.lr")
-        elif isinstance(e, OSError):
-            reason = f"cannot write {e.filename}: {e.strerror}; free space or choose a writable folder"
-        print(f"deeprob train: error: {reason}", file=sys.stderr)
+        code = report("train", e if isinstance(e, (OSError, Stopped)) else refused_by_hydra(e))
         release_all(discard_created=True)
-        sys.exit(2)
+        sys.exit(code)
     finally:
         os.environ["HYDRA_FULL_ERROR"], _USER_FULL_ERROR = saved, None
         release_all()
         SIGNALS.uninstall()
+
+
+def refused_by_hydra(error: Exception) -> UserError:
+    """What failed in Hydra's own start-up or a sweeper, as a refusal (one line, exit 2)."""
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if "No trials are completed yet" in reason:  # Optuna, when every trial diverged or failed
+        reason = ("every trial of the sweep diverged or failed, so there is no best one (each job's "
+                  "summary.json says why); narrow the search space, e.g. lower optim.lr")
+    return UserError(reason)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,21 @@ class Kind:
         return ("null or " if self.nullable else "") + text
 
 
+@dataclass(frozen=True)
+class ListOf:
+    """A list of at least `least` items, each allowed by `item`; `what` names it in the error."""
+
+    item: object
+    least: int = 0
+    what: str | None = None
+
+    def allows(self, value) -> bool:
+        return Kind(list).allows(value) and len(value) >= self.least and all(self.item.allows(v) for v in value)
+
+    def describe(self) -> str:
+        return self.what or f"a list of ≥ {self.least} items, each {self.item.describe()}"
+
+
 def check(key: str, value, spec) -> None:
     """Raise ValueError('key: value is not allowed; expected ...') unless spec allows value."""
     if not spec.allows(value):

@@ -93,7 +93,7 @@ def test_cfg_job_prints_the_composed_config_without_training(tmp_path):
 def test_help_lists_every_group_and_its_options(tmp_path):
     from conftest import REPO
 
-    from deeprob_cli.show import first_sentence
+    from deeprob_cli.launch import first_sentence
 
     out = run_cli("train", "--help", cwd=tmp_path).stdout
     lines = out.splitlines()
@@ -112,7 +112,7 @@ def test_help_lists_every_group_and_its_options(tmp_path):
 
 def test_top_level_help_lists_subcommands(tmp_path):
     """Every command the dispatcher runs has its line under "commands:" in `deeprob --help`, and no other."""
-    from deeprob_cli.__main__ import HYDRA_COMMANDS, PLAIN_COMMANDS
+    from deeprob_cli.launch import HYDRA_COMMANDS, PLAIN_COMMANDS
 
     out = run_cli("--help", cwd=tmp_path).stdout
     assert out == run_cli("help", cwd=tmp_path).stdout == run_cli(cwd=tmp_path).stdout

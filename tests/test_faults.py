@@ -20,7 +20,8 @@ from conftest import read_events, run_cli, run_dirs, summary, tree_digest
 
 import deeprob_cli.train as train_module
 from deeprob_cli import checkpoint as checkpoint_module
-from deeprob_cli import run as run_module
+from deeprob_cli import exits, launch
+from deeprob_cli import folders as folders_module
 
 RUN = ["dataset=synthetic", "dataset.num_train=512", "dataset.val_size=128", "model.widths=[8,16]",
        "trainer.epochs=2", "trainer.batch_size=64", "log.hist_every=3", "augment=[flip]"]
@@ -171,10 +172,10 @@ def test_a_full_disk_ends_in_one_line_with_nothing_corrupt_and_resume_completes(
 
 def test_a_full_disk_never_leaves_a_half_written_status_file(tmp_path, monkeypatch):
     target = tmp_path / "summary.json"
-    run_module.write_json(target, {"status": "interrupted"})
+    folders_module.write_json(target, {"status": "interrupted"})
     enospc_on(monkeypatch, str(tmp_path), after=0)
     with pytest.raises(OSError) as e:
-        run_module.write_json(target, {"status": "completed", "pad": "x" * 100_000})
+        folders_module.write_json(target, {"status": "completed", "pad": "x" * 100_000})
     assert e.value.errno == errno.ENOSPC
     assert json.loads(target.read_text()) == {"status": "interrupted"}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
@@ -243,13 +244,13 @@ def test_a_resume_of_a_running_run_is_refused_and_the_run_goes_on(tmp_path):
 
 def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(run_module.time, "time", lambda: 1_800_000_000.0)  # one frozen second for both
+    monkeypatch.setattr(launch.time, "time", lambda: 1_800_000_000.0)  # one frozen second for both
     try:
-        first = run_module.prepare("train", "train", ["dataset=synthetic"])
-        second = run_module.prepare("train", "train", ["dataset=synthetic"])
+        first = launch.prepare("train", "train", ["dataset=synthetic"])
+        second = launch.prepare("train", "train", ["dataset=synthetic"])
     finally:
-        run_module.release_all()
-        run_module.SIGNALS.uninstall()
+        folders_module.release_all()
+        exits.SIGNALS.uninstall()
     folders = [next(a for a in args if a.startswith("hydra.run.dir=")).split("=", 1)[1].strip("'")
                for args in (first, second)]
     assert folders[1] == folders[0] + "-1" and all((tmp_path / f).is_dir() for f in folders)

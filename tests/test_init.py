@@ -200,7 +200,7 @@ def test_zero_residual_needs_a_residual_model(model):
                                          (["init=fixup"], "needs a residual model without normalization")])
 def test_init_stats_refuses_what_its_stack_of_linear_layers_cannot_hold(args, word):
     """The same declared needs, checked before Hydra starts: init-stats' stack has no residual blocks."""
-    from deeprob_cli.config import precheck
+    from deeprob_cli.launch import precheck
 
     with pytest.raises(UserError, match=rf"^init=\w+: {word}, and the init-stats stack \(Linear → activation layers\) "
                                         rf"has none"):

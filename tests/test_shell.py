@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deeprob_cli import __version__
-from deeprob_cli.__main__ import HYDRA_COMMANDS, PLAIN_COMMANDS
+from deeprob_cli.launch import HYDRA_COMMANDS, PLAIN_COMMANDS
 
 from conftest import run_cli
 

@@ -226,7 +226,7 @@ def test_cfg_job_answers_without_importing_torch(tmp_path):
     import sys
 
     from conftest import REPO
-    from deeprob_cli import show
+    from deeprob_cli import launch as show
 
     assert show.CONFIG_DIR == CONFIG_DIR
     assert show.is_query(["a=1", "--cfg", "job"]) and not show.is_query(["trainer.epochs=1"])

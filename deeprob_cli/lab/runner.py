@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .. import UserError
+from .. import exits
 from .bench import Context, refuse_compared
 from .claim import CLAIMS, decide_claim
 from .report import render_report, table_line
@@ -218,5 +219,4 @@ def main(args=None):
             print(f"total {total:.0f} s")
         return 1 if any(v.get("error") for v in verdicts) else 0
     except UserError as e:
-        print(f"deeprob lab: error: {e}", file=sys.stderr)
-        return 2
+        return exits.report("lab", e)
