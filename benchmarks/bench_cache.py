@@ -23,9 +23,9 @@ def main():
         os.environ["DEEPROB_CACHE"] = cache
         from omegaconf import OmegaConf
 
-        from deeprob_cli import data
+        from deeprob_cli.datasets import image_folder as data
 
-        cfg = OmegaConf.create({"name": "image_folder", "root": args.root})
+        cfg = OmegaConf.create({"_target_": "deeprob_cli.datasets.image_folder.ImageFolder", "root": args.root})
         for label in ["cold"] + ["warm"] * args.repeat:
             start = time.perf_counter()
             train, _, _ = data.read_image_folder(cfg)

@@ -11,8 +11,7 @@ from hydra.utils import get_class, get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from . import CONFIG_DIR, UserError
-from .validate import Choice, Kind, ListOf, Range, check_params
-from .validate import check as check_value
+from .validate import Choice, Kind, ListOf, Range, check_params, check_value
 
 # the settings outside the option groups, each declared once: key → allowed values
 SETTINGS = {
@@ -29,8 +28,6 @@ SETTINGS = {
     "resume": Kind(str, nullable=True),
     "log.hist_every": Range(0, integer=True),
     "log.progress": Choice("auto", True, False),
-    "dataset.subset": Range(1, integer=True, nullable=True),
-    "dataset.val_size": Range(0, integer=True),
     "optim.lr": Range(0, 3.4e38, low_open=True),  # the optimizers compute in float32
 }
 # deeprob init-stats' own settings (conf/init_stats.yaml)
@@ -40,6 +37,14 @@ INIT_STATS_SETTINGS = {
                                    "init_stats.dims=[512,512,512]"),
     "init_stats.batch": Range(1, integer=True),
     "trainer.seed": SETTINGS["trainer.seed"],
+}
+# `deeprob eval RUN_DIR key=value ...`: the keys it takes (trainer.device: check_device)
+EVAL_SETTINGS = {
+    "split": Choice("val", "test"),
+    "tta": Choice(*sorted(p.stem for p in (CONFIG_DIR / "tta").glob("*.yaml"))),
+    "dataset.root": Kind(str),
+    "trainer.device": Kind(str),
+    "trainer.eval_batch_size": SETTINGS["trainer.eval_batch_size"],
 }
 DEVICES = "auto, cpu or cuda"
 # a setting's advice when its value is refused, where "expected ..." alone does not say what it means
@@ -92,9 +97,7 @@ def check(cfg: DictConfig):
     for key, node in options(cfg):
         check_option(node, key)
     check_fits(cfg)
-    from .data import check_dataset
-
-    check_dataset(cfg.dataset, *smallest_image(cfg))
+    build(cfg.dataset, "dataset").check(*smallest_image(cfg))  # what the dataset kind can refuse before reading
 
 
 def check_init_stats(cfg: DictConfig):

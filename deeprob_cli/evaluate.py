@@ -15,16 +15,15 @@ from omegaconf import OmegaConf
 
 from . import UserError
 from .checkpoint import load_checkpoint
-from .config import CONFIG_DIR, SETTINGS, build, check_device, option_names
+from .config import CONFIG_DIR, EVAL_SETTINGS, SETTINGS, build, check_device, check_settings, option_names
 from .exits import guarded
 from .folders import write_json
-from .validate import check as check_value
+from .validate import check_value
 from .data import load_data
 from .speed import for_eval, pick_device
 
 USAGE = ("usage: deeprob eval RUN_DIR [split=val|test] [tta=none|flip|multicrop] [dataset.root=PATH] "
          "[trainer.device=cpu|cuda]")
-OPTIONS = {"split", "tta", "dataset.root", "trainer.device", "trainer.eval_batch_size"}
 
 
 @torch.no_grad()
@@ -89,13 +88,30 @@ def pick_tta(state: dict, cfg, name=None):
     return name, build(node, "tta")
 
 
-def run_eval(args) -> dict:
+def read_args(args) -> tuple:
+    """(run folder, overrides) of `deeprob eval RUN_DIR [key=value ...]`, each value checked (config.EVAL_SETTINGS)."""
     if not args or args[0].startswith("-") or ("=" in args[0] and not Path(args[0]).is_dir()):
         raise UserError(f"eval: the first argument must be a run folder; {USAGE}")
     run_dir, overrides = Path(args[0]), OmegaConf.from_dotlist(args[1:])
-    unknown = {k for k in _keys(overrides)} - OPTIONS
+    unknown = {k for k in _keys(overrides)} - set(EVAL_SETTINGS)
     if unknown:
-        raise UserError(f"eval: unknown option {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(OPTIONS))}")
+        raise UserError(f"eval: unknown option {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(EVAL_SETTINGS))}")
+    check_settings(overrides, EVAL_SETTINGS)
+    return run_dir, overrides
+
+
+def pick_split(data, overrides):
+    """(name, split) that eval scores: split=val|test, by default val where the run held one out."""
+    split_name = overrides.get("split", "val" if data.val is not None else "test")
+    split = {"val": data.val, "test": data.test}[split_name]
+    if split is None:
+        raise UserError(f"split: this dataset has no {split_name} split"
+                        + ("; try split=val" if split_name == "test" else "; try split=test"))
+    return split_name, split
+
+
+def run_eval(args) -> dict:
+    run_dir, overrides = read_args(args)
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     cfg = OmegaConf.create(state["config"])
     if "dataset" in overrides and "root" in overrides.dataset:
@@ -114,13 +130,7 @@ def run_eval(args) -> dict:
     if list(data.shape) != list(state["input_shape"]):
         raise UserError(f"dataset.root: images of shape {list(data.shape)} do not fit the run's model, trained on "
                         f"{list(state['input_shape'])}; evaluate on data of the run's shape")
-    split_name = overrides.get("split", "val" if data.val is not None else "test")
-    split = {"val": data.val, "test": data.test}.get(split_name, "unknown")
-    if split == "unknown":
-        raise UserError(f"split: {split_name!r} is not one of val, test")
-    if split is None:
-        raise UserError(f"split: this dataset has no {split_name} split"
-                        + ("; try split=val" if split_name == "test" else "; try split=test"))
+    split_name, split = pick_split(data, overrides)
     model, preprocess = restore(state, cfg, device)
     model = for_eval(model, cfg.trainer, device)  # the run's precision (bf16 autocast) and memory layout
     tta_name, tta = pick_tta(state, cfg, overrides.get("tta"))

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from .config import SETTINGS
+from .validate import check_value
+
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with native bf16 dot products
 
 
@@ -41,8 +43,7 @@ def cpu_has_bf16(flags: set | None = None) -> bool:
 
 def pick_precision(name: str, device: torch.device, flags: set | None = None) -> torch.dtype:
     """trainer.precision → the autocast dtype: bfloat16 or float32 (float32 = autocast off)."""
-    if name not in PRECISIONS:
-        raise ValueError(f"trainer.precision: {name!r} is not one of {', '.join(PRECISIONS)}")
+    check_value("trainer.precision", name, SETTINGS["trainer.precision"])  # (config.check refused it already)
     if name == "auto":
         native = device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16(flags))
         return torch.bfloat16 if native else torch.float32

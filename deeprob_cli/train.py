@@ -112,7 +112,7 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
             if cfg.resume == "auto" and run.completed:
                 log.info("resume=auto: %s already completed; nothing to do", out)
                 return read_summary(out).get("val_acc")
-            job = assemble_job(cfg, run, choices, sweep)
+            job = build_job(cfg, run, choices, sweep)
             with run.stop.deferred():  # a signal now finishes the step (or the validation), then checkpoints
                 while run.progress.epoch <= cfg.trainer.epochs:
                     train_epoch(job, run)
@@ -248,7 +248,7 @@ def finish(job: "Job", run: Run):
 
 @dataclass(kw_only=True)
 class Job:
-    """Everything a training run computes with, assembled once (assemble_job) and read by the loop."""
+    """Everything a training run computes with, assembled once (build_job) and read by the loop."""
 
     cfg: DictConfig
     choices: dict  # the option chosen in every group (multi-select groups: a list)
@@ -281,7 +281,7 @@ class Job:
                 "choices": self.choices, "rng": rng_state(self.order, self.noise)}
 
 
-def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
+def build_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     """device + seed → data-free components → data, preprocessing fitted on train → model (assemble) →
     optimizer, schedule, generators → a resumed run's state → TensorBoard."""
     device = distributed.device(pick_device(cfg.trainer.device))  # under torchrun: cuda:LOCAL_RANK
@@ -291,8 +291,8 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     tta = build(cfg.tta, "tta")
     data, preprocess, train_split = load_and_fit(cfg, run, augment, device)
     first_batch = preprocess(train_split.images[: cfg.trainer.batch_size].float().div(255)).cpu()
-    built = assemble(cfg, preprocess.output_shape(data.shape), len(data.classes), batch=first_batch)
-    model = built.model.to(device)
+    assembly = assemble(cfg, preprocess.output_shape(data.shape), len(data.classes), batch=first_batch)
+    model = assembly.model.to(device)
     net = distributed.wrap(speed.prepare(model), cfg.trainer.sync_bn, cfg.trainer.seed)  # DDP under torchrun
     params = sum(p.numel() for p in model.parameters())
     if distributed.is_main() and not sweep:
@@ -313,7 +313,7 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
         schedule.load_state_dict(run.resumed["schedule"])
         run.restore(device, order, noise)
         log.info("resumed %s at epoch %d, step %d", run.out, run.progress.epoch, run.progress.step)
-    monitor = open_monitor(cfg, run, model, built.activation)
+    monitor = open_monitor(cfg, run, model, assembly.activation)
     if not run.resumed and distributed.is_main():
         log_start(cfg, monitor, choices, batch_size, train_split, augment)
     run.facts = {"device": str(device), **speed.record(), "threads": torch.get_num_threads(), "params": params,
@@ -322,7 +322,7 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
                  "effective_batch_size": effective_batch, "choices": choices}
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
     return Job(cfg=cfg, choices=choices, device=device, speed=speed, data=data, train=train_split,
-               preprocess=preprocess, augment=augment, model=model, net=net, regularizers=built.regularizers,
+               preprocess=preprocess, augment=augment, model=model, net=net, regularizers=assembly.regularizers,
                optimizer=optimizer, schedule=schedule, order=order, noise=noise, monitor=monitor,
                tta=tta, average=average, effective_batch=effective_batch,
                steps_per_epoch=steps_per_epoch, show=show)

@@ -12,6 +12,7 @@ Torch-free, so that checking a command line stays quick.
 """
 import inspect
 import math
+import re
 import typing
 from dataclasses import dataclass
 
@@ -65,17 +66,19 @@ class Choice:
 
     options: tuple
     nullable: bool = False
+    what: str | None = None  # the options in words ("1 (grayscale) or 3 (RGB)")
 
-    def __init__(self, *options, nullable: bool = False):
+    def __init__(self, *options, nullable: bool = False, what: str | None = None):
         object.__setattr__(self, "options", tuple(options))
         object.__setattr__(self, "nullable", nullable)
+        object.__setattr__(self, "what", what)
 
     def allows(self, value) -> bool:
         return (value is None and self.nullable) or any(value == o and type(value) is type(o) for o in self.options)
 
     def describe(self) -> str:
         names = ", ".join(str(o).lower() if isinstance(o, bool) else str(o) for o in self.options)
-        return ("null or " if self.nullable else "") + f"one of {names}"
+        return ("null or " if self.nullable else "") + (self.what or f"one of {names}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,21 @@ class Kind:
 
 
 @dataclass(frozen=True)
+class Match:
+    """A string that matches a regular expression from its start (null too when nullable); `what` names it."""
+
+    pattern: str
+    what: str
+    nullable: bool = False
+
+    def allows(self, value) -> bool:
+        return (value is None and self.nullable) or (isinstance(value, str) and re.match(self.pattern, value) is not None)
+
+    def describe(self) -> str:
+        return self.what
+
+
+@dataclass(frozen=True)
 class ListOf:
     """A list of at least `least` items, each allowed by `item`; `what` names it in the error."""
 
@@ -119,7 +137,7 @@ class ListOf:
         return self.what or f"a list of ≥ {self.least} items, each {self.item.describe()}"
 
 
-def check(key: str, value, spec) -> None:
+def check_value(key: str, value, spec) -> None:
     """Raise ValueError('key: value is not allowed; expected ...') unless spec allows value."""
     if not spec.allows(value):
         raise ValueError(f"{key}: {value!r} is not allowed; expected {spec.describe()}")
@@ -130,7 +148,7 @@ def spec_of(annotation, default=inspect.Parameter.empty):
     nullable = default is None
     if typing.get_origin(annotation) is typing.Annotated:
         base, *markers = typing.get_args(annotation)
-        marker = next((m for m in markers if isinstance(m, (Range, Choice, Kind))), None)
+        marker = next((m for m in markers if isinstance(m, (Range, Choice, Kind, Match, ListOf))), None)
         if marker is not None:
             return marker
         annotation = base
@@ -174,7 +192,7 @@ def check_params(target, params: dict) -> None:
         if spec is None and parameter.default not in (inspect.Parameter.empty, None):
             spec = spec_of(type(parameter.default))  # unannotated: the type of the default written in the code
         if spec is not None:
-            check(name, value, spec)
+            check_value(name, value, spec)
 
 
 def _num(x) -> str:

@@ -126,7 +126,7 @@ BAD = [  # (arguments, what the one line must say)
     (["eval", "{w}/done/evil"], "is not a loadable deeprob checkpoint"),
     (["eval", "{w}/done/torn"], "is not a loadable deeprob checkpoint"),
     (["eval", "{w}/done/foreign"], "is not a deeprob checkpoint"),
-    (["eval", "{w}/done", "split=train"], "split: 'train' is not one of val, test"),
+    (["eval", "{w}/done", "split=train"], "split: 'train' is not allowed; expected one of val, test"),
     (["eval", "{w}/done", "splt=val"], "unknown option 'splt'"),
     (["compare", "{w}/norun"], "compare: no run folders"),
     (["frobnicate"], "unknown command 'frobnicate'"),

@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from deeprob_cli import UserError
-from deeprob_cli.data import load_data, read_cifar10, read_image_folder
+from deeprob_cli.data import load_data
+from deeprob_cli.datasets.cifar10 import read_cifar10
+from deeprob_cli.datasets.image_folder import read_image_folder
 
 from conftest import make_cfg
 
@@ -119,7 +121,7 @@ def test_image_folder_second_read_comes_from_the_cache(tmp_path, monkeypatch):
     write_folder(tmp_path, "train", ["a", "b"], 2)
     write_folder(tmp_path, "test", ["a", "b"], 1, seed=1)
     first = read_image_folder(folder_cfg(tmp_path))
-    import deeprob_cli.data as data
+    import deeprob_cli.datasets.image_folder as data
 
     monkeypatch.setattr(data, "_decode", lambda *a: pytest.fail("decoded again instead of using the cache"))
     second = read_image_folder(folder_cfg(tmp_path))
@@ -257,7 +259,7 @@ def test_torn_and_legacy_cache_files_are_removed_and_a_live_writers_kept(tmp_pat
 def test_a_copied_folder_reuses_the_cache_and_a_new_decode_rule_does_not(tmp_path, monkeypatch):
     import shutil
 
-    import deeprob_cli.data as data
+    import deeprob_cli.datasets.image_folder as data
 
     write_folder(tmp_path / "one", "train", ["a", "b"], 2)
     first = read_image_folder(folder_cfg(tmp_path / "one"))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from deeprob_cli import UserError
-from deeprob_cli.data import read_cifar10
+from deeprob_cli.datasets.cifar10 import read_cifar10
 
 from test_data import cifar_cfg, write_cifar10
 

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from conftest import make_cfg, run_cli, run_dirs, summary
-from deeprob_cli.data import load_data, make_synthetic
+from deeprob_cli.data import load_data
+from deeprob_cli.datasets.synthetic import make_synthetic
 
 SIZE = 10  # pixels per side of the test images
 

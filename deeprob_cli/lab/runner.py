@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import UserError
 from .. import exits
+from ..validate import Range, check_value
 from .bench import Context, refuse_compared
 from .claim import CLAIMS, decide_claim
 from .report import render_report, table_line
@@ -112,13 +113,19 @@ def flatten(node, prefix="") -> dict:
     return flat
 
 
+LAB_SETTINGS = {"lab.scale": Range(0.001), "lab.seeds": Range(2, integer=True), "lab.threads": Range(1, integer=True)}
+
+
 def _number(key: str, text: str, kind, least):
+    """The value of lab.KEY=TEXT, checked against its declaration (LAB_SETTINGS) like every other setting."""
     try:
         value = kind(text)
     except ValueError:
-        value = None
-    if value is None or not math.isfinite(value) or value < least:
-        raise UserError(f"{key}: {text!r} is not a {kind.__name__} ≥ {least}; e.g. {key}={kind(least * 2)}")
+        value = text
+    try:
+        check_value(key, value, LAB_SETTINGS[key])
+    except ValueError as e:
+        raise UserError(f"{e}; e.g. {key}={kind(least * 2)}") from None
     return value
 
 
