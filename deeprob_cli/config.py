@@ -1,9 +1,10 @@
 """Configuration checks and component building, shared by `deeprob train`, `deeprob init-stats` and `deeprob eval`.
 
-`precheck(args)` composes a command line's config the way Hydra will and checks it, so that a mistake is one
-line and exit code 2 before Hydra creates a run folder; `check(cfg)` validates every value: the top-level
-settings against SETTINGS, each chosen option's parameters against its code's signature (deeprob_cli.validate),
-and the cross-group rules; `build(cfg.<group>)` instantiates an option's `_target_` the same way.
+What the user types is declared once and checked by deeprob_cli.validate: the settings outside the option groups
+here (SETTINGS for train, INIT_STATS_SETTINGS, EVAL_SETTINGS), every option's parameters (the dataset kinds'
+included) in its `_target_`'s signature. `check(cfg)` validates every value and the cross-group rules;
+`build(cfg.<group>)` instantiates an option's `_target_` after the same check. launch.precheck runs them before
+Hydra creates a run folder; `compose_checked` composes a config the way Hydra will.
 """
 
 from hydra.errors import InstantiationException

@@ -114,10 +114,9 @@ def setup():
     if not launched() or dist.is_initialized():
         return
     if any(a in ("-m", "--multirun") for a in sys.argv[1:]):
-        print("deeprob train: error: -m: torchrun (or srun --ntasks) trains one configuration; run the sweep "
-              "without it (hydra.launcher.tasks_per_node=N gives each job N processes), or launch it once per "
-              "configuration", file=sys.stderr)
-        sys.exit(2)
+        raise UserError("-m: torchrun (or srun --ntasks) trains one configuration; run the sweep without it "
+                        "(hydra.launcher.tasks_per_node=N gives each job N processes), or launch it once per "
+                        "configuration")
     join()
     clock = [time.time()]
     dist.broadcast_object_list(clock, src=0, device=torch.device("cpu"))

@@ -11,7 +11,8 @@ the way Hydra will, and the run-folder policy; then Hydra and the command's own 
          locked (folders.fresh_folder, folders.claim) and handed to Hydra as hydra.run.dir
       4. train.cli() → Hydra → train.main(): the run itself (run.Run), ending through exits.report
 
-Torch-free: `deeprob train --cfg job` answers in a fraction of a second, and a Ctrl-C during start-up is ours.
+Torch-free: `deeprob train --cfg job` answers without importing torch, and from prepare() on a Ctrl-C during
+start-up is one line (exits.Stopped) that leaves no folder behind.
 """
 import os
 import re

@@ -4,9 +4,10 @@
     deeprob train regularizer=[dropout] regularizer.dropout.p=1.5
     → deeprob train: error: regularizer.dropout.p: 1.5 is not allowed; expected a number in [0, 1)
 
-An option's `_target_` is read for its signature: `Annotated[type, Range|Choice]` gives type and range, a plain
+An option's `_target_` is read for its signature: `Annotated[type, Range|Choice|Match|ListOf]` gives type and range, a plain
 annotation (torch's own classes have them) gives the type; numbers are finite unless declared otherwise.
-Top-level settings (trainer.*, dataset.*, log.*) declare theirs the same way in conf's schema (config.SETTINGS).
+The settings outside the option groups (trainer.*, log.*, init_stats.*, eval's and the lab's keys) declare theirs
+the same way in config.SETTINGS, INIT_STATS_SETTINGS, EVAL_SETTINGS and lab.runner.LAB_SETTINGS.
 A component's own errors name only its parameter ("p: ..."); `config.build` adds the `group.option.` prefix.
 Torch-free, so that checking a command line stays quick.
 """
