@@ -43,7 +43,7 @@ def test_an_unexpected_error_is_one_line_with_the_traceback_in_train_log(tmp_pat
     def broken(*args, **kwargs):
         raise RuntimeError("a bug, deliberately")
 
-    monkeypatch.setattr(train_module, "assemble_job", broken)
+    monkeypatch.setattr(train_module, "build_job", broken)
     result = run_cli("train", *FAST, "hydra.run.dir=run", cwd=tmp_path, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
