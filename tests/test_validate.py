@@ -17,7 +17,7 @@ import deeprob_cli
 from conftest import make_cfg
 from deeprob_cli import UserError
 from deeprob_cli.config import check, option_names
-from deeprob_cli.validate import Choice, Kind, Range, spec_of
+from deeprob_cli.validate import Choice, Kind, ListOf, Match, Range, spec_of
 
 GROUPS = ["activation", "augment", "dataset", "init", "model", "optim", "preprocess", "regularizer", "schedule", "tta"]
 MULTI = {"augment", "regularizer"}  # multi-select: an option's keys live under group.option
@@ -161,6 +161,11 @@ def test_components_raise_errors_naming_only_their_own_parameter(path):
     (Range(1, integer=True, nullable=True), [None, 3], [0, "3"], "null or a positive integer"),
     (Range(nullable=True), [None, -3.5, 0], [math.nan, "high"], "null or a finite number"),
     (Choice("fan_in", "fan_out"), ["fan_in"], ["fan", 1, None], "one of fan_in, fan_out"),
+    (Choice(1, 3, what="1 (grayscale) or 3 (RGB)"), [1, 3], [2, 3.0, True, "3"], "1 (grayscale) or 3 (RGB)"),
+    (Match(r"[0-9a-f]{4}\Z", "4 hex digits"), ["beef", "0000"], ["beefs", "bee", None, 1234], "4 hex digits"),
+    (Match(r"(?s).*\S", "a folder path", nullable=True), [None, "data", " x"], ["", "  ", 0], "a folder path"),
+    (ListOf(Range(1, integer=True), least=2), [[1, 2], [4, 4, 4]], [[1], [0, 1], [1, 2.5], "12", None],
+     "a list of ≥ 2 items, each a positive integer"),
 ])
 def test_markers_allow_and_describe(spec, good, bad, text):
     assert all(spec.allows(v) for v in good)
