@@ -16,39 +16,9 @@ import numpy as np
 import torch
 
 from . import UserError, __version__
+from .folders import atomic_write
 
 FORMAT = "deeprob-checkpoint/1"
-
-
-TEMP_GLOB = ".*.tmp*"  # atomic_write's temporary files: `.NAME.tmpPID` beside the file they replace
-
-
-def atomic_write(path: Path, data: bytes):
-    """Write data to path via a temporary file, fsync and a rename: a reader (or a kill at any instant) sees the
-    old file or the new one, never half of one. On any failure (a full disk, a signal) the temporary file is
-    removed and the old file is left as it was."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def remove_stale_temps(folder: Path):
-    """Delete temporary files that killed processes left behind (call only while holding the folder's lock)."""
-    for pattern in (TEMP_GLOB, f"checkpoints/{TEMP_GLOB}"):
-        for stale in Path(folder).glob(pattern):
-            stale.unlink(missing_ok=True)
 
 
 def save_checkpoint(path: Path, state: dict):

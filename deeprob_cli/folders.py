@@ -23,9 +23,7 @@ from . import UserError
 
 
 def write_json(path: Path, value: dict):
-    """Write JSON atomically (checkpoint.atomic_write): a reader sees the old file or the new one, never half."""
-    from .checkpoint import atomic_write  # (checkpoint imports torch: only where a run writes its records)
-
+    """Write JSON atomically (atomic_write): a reader sees the old file or the new one, never half."""
     atomic_write(Path(path), (json.dumps(value, indent=2) + "\n").encode())
 
 
@@ -48,6 +46,39 @@ def hydra_value(value) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# ---------------------------------------------------------------- atomic writes (checkpoints, summary.json)
+
+TEMP_GLOB = ".*.tmp*"  # atomic_write's temporary files: `.NAME.tmpPID` beside the file they replace
+
+
+def atomic_write(path: Path, data: bytes):
+    """Write data to path via a temporary file, fsync and a rename: a reader (or a kill at any instant) sees the
+    old file or the new one, never half of one. On any failure (a full disk, a signal) the temporary file is
+    removed and the old file is left as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temps(folder: Path):
+    """Delete temporary files that killed processes left behind (call only while holding the folder's lock)."""
+    for pattern in (TEMP_GLOB, f"checkpoints/{TEMP_GLOB}"):
+        for stale in Path(folder).glob(pattern):
+            stale.unlink(missing_ok=True)
+
+
 # ---------------------------------------------------------------- run folders owned: claimed before Hydra writes
 
 @dataclass
@@ -67,8 +98,6 @@ def claim(folder: Path, created: list | None = None, pinned: bool = False) -> Fo
     """Lock `folder` (made if missing) for this process; the same folder's existing claim is reused. Stale
     temporary files of killed processes are removed once the lock is held. UserError when another process holds
     it or the folder cannot be made."""
-    from .checkpoint import remove_stale_temps  # (checkpoint imports torch: only once a folder is really claimed)
-
     folder = Path(folder)
     key = _key(folder)
     if key in LOCKS:

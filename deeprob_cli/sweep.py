@@ -24,7 +24,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf, open_dict, read_write
 
 from .naming import job_order
-from .folders import write_json
+from .folders import atomic_write, write_json
 
 log = logging.getLogger("deeprob")
 SLURM_RECORD = "slurm.json"  # in each job folder, written by SlurmLauncher at every (re)start of the job
@@ -73,9 +73,7 @@ class SweepSummary(Callback):
 
 
 def write_text(path: Path, text: str):
-    """Write atomically (checkpoint.atomic_write): a reader, or a job killed half-way, never sees half a file."""
-    from .checkpoint import atomic_write
-
+    """Write atomically (folders.atomic_write): a reader, or a job killed half-way, never sees half a file."""
     atomic_write(Path(path), text.encode())
 
 
