@@ -307,12 +307,7 @@ def build_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     order = torch.Generator().manual_seed(cfg.trainer.seed)
     noise = torch.Generator(device).manual_seed(distributed.rank_seed(cfg.trainer.seed + 1))
     if run.resumed:
-        average.model.load_state_dict(run.resumed["model"])  # the evaluated weights (the trained ones without averaging)
-        average.load_state_dict(run.resumed.get("average", {}))  # the trained weights, where they differ
-        optimizer.load_state_dict(run.resumed["optimizer"])
-        schedule.load_state_dict(run.resumed["schedule"])
-        run.restore(device, order, noise)
-        log.info("resumed %s at epoch %d, step %d", run.out, run.progress.epoch, run.progress.step)
+        resume_state(run, average, optimizer, schedule, device, order, noise)
     monitor = open_monitor(cfg, run, model, assembly.activation)
     if not run.resumed and distributed.is_main():
         log_start(cfg, monitor, choices, batch_size, train_split, augment)
@@ -326,6 +321,16 @@ def build_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
                optimizer=optimizer, schedule=schedule, order=order, noise=noise, monitor=monitor,
                tta=tta, average=average, effective_batch=effective_batch,
                steps_per_epoch=steps_per_epoch, show=show)
+
+
+def resume_state(run: Run, average, optimizer, schedule, device, order, noise):
+    """A resumed run's weights, optimizer and schedule state, progress and generators, as its checkpoint left them."""
+    average.model.load_state_dict(run.resumed["model"])  # the evaluated weights (the trained ones without averaging)
+    average.load_state_dict(run.resumed.get("average", {}))  # the trained weights, where they differ
+    optimizer.load_state_dict(run.resumed["optimizer"])
+    schedule.load_state_dict(run.resumed["schedule"])
+    run.restore(device, order, noise)
+    log.info("resumed %s at epoch %d, step %d", run.out, run.progress.epoch, run.progress.step)
 
 
 def load_and_fit(cfg: DictConfig, run: Run, augment: Compose, device) -> tuple:
