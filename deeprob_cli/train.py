@@ -31,7 +31,7 @@ from .components.optim import param_groups
 from .config import CONFIG_DIR, build, check, selected, smallest_image
 from .data import load_data
 from .evaluate import evaluate, final_scores
-from .monitor import Monitor
+from .monitor import Monitor, final_metrics
 from . import run as run_module
 from .naming import jobs_in_sweep
 from .run import (SIGNALS, Diverged, Interrupted, Run, Stopped, _quote, discard, read_summary, release_all,
@@ -143,6 +143,11 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
             if job is not None:  # TensorBoard: final scalars, the status for HParams, the reason in the Text tab
                 summary = getattr(run, "summary", None) or {"status": "failed"}
                 with contextlib.suppress(Exception), run.stop.deferred():
+                    # the losses not yet written, however the run ends; averaged over the ranks, which all end here
+                    # together except after one rank's error (where the average would wait forever)
+                    if summary["status"] != "failed" or not distributed.active():
+                        log_losses(job, run)
+                with contextlib.suppress(Exception), run.stop.deferred():
                     job.monitor.finish(summary["status"], summary, run.progress.step)
             run.release()
 
@@ -238,7 +243,7 @@ def log_losses(job: "Job", run: Run):
 def flush(job: "Job"):
     """What TensorBoard was given reaches the event file (before a checkpoint that counts on it)."""
     if distributed.is_main():  # rank 0's Monitor; the other ranks write nothing
-        job.monitor.writer.flush()
+        job.monitor.flush()
 
 
 def finish(job: "Job", run: Run):
@@ -343,7 +348,9 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     if not run.resumed and distributed.is_main():
         monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
                          "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
-                         "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
+                         "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed},
+                        final_metrics(data.val is not None, data.test is not None, choices.get("tta") != "none"),
+                        steps_per_epoch)
         log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
         overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
         monitor.text(OmegaConf.to_yaml(cfg, resolve=True), " ".join(["deeprob train", *overrides]))  # the Text tab
