@@ -121,10 +121,10 @@ class Monitor:
 
     def __init__(self, logdir, model, activation, hist_every: int, purge_step: int | None = None):
         # purge_step: a resumed run's first step; TensorBoard then hides what an interrupted run logged from it on,
-        # in the run and in each split (every writer gets it)
-        if purge_step is not None:
-            wait_past_event_files(logdir)
-        self.logdir, self.purge_step = Path(logdir), purge_step
+        # in the run and in each split. A fresh run's splits purge from step 0: what a start that was thrown away
+        # left there (Run.start_over removes the run folder's own event files only) is hidden too.
+        wait_past_event_files(logdir)
+        self.logdir, self.purge_step = Path(logdir), purge_step or 0
         self.writer = SummaryWriter(str(logdir), purge_step=purge_step)
         self.splits = {}  # split → its writer, made when the split is first written to
         self.model, self.hist_every = model, hist_every

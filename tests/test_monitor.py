@@ -265,3 +265,7 @@ def test_a_run_diverging_in_its_first_epoch_has_its_finite_losses_in_tensorboard
     steps, values = compare.curves(tmp_path / "run")["train/loss"]
     assert steps == [(i + 1) / 12 for i in range(s["steps"])]  # 768 training images, batch 64: 12 steps per epoch
     assert values == [pytest.approx(v) for _, v in losses]
+    # resume=auto starts it over (no checkpoint to continue): each step is shown once, from the new start
+    again = run_cli("train", *FAST, "trainer.epochs=2", "optim.lr=1e6", "hydra.run.dir=run", "resume=auto",
+                    cwd=tmp_path, check=False)
+    assert again.returncode == 3 and read_events(tmp_path / "run")[0]["train/loss"] == losses
