@@ -7,9 +7,11 @@ One table and one figure for many runs, with 95 % intervals when the runs repeat
 
 Reads every training run under the given folders (a folder holding .hydra/config.yaml and summary.json; init-stats
 results and runs still in progress are skipped with a note, an unreadable file is skipped with a warning naming
-it). Runs that differ only in `trainer.seed` form one configuration: the table then shows each configuration's
-mean ± 95 % t-interval over its completed seeds, and each configuration is compared with the best one — paired by
-seed where both have the same seeds (deeprob_cli/stats.py) — saying whether the difference is within noise.
+it). Runs that differ only in `trainer.seed` (or in `resume`) form one configuration, each seed counted once (a
+seed run twice: its newest completed run, with a warning naming the others): the table then shows each
+configuration's mean ± 95 % t-interval over its completed seeds, and each configuration is compared with the best
+one — paired by seed where both have the same seeds (deeprob_cli/stats.py) — saying whether the difference is
+within noise.
 Without repeated seeds it is one row per run, sorted by the metric. The figure draws validation accuracy and
 training loss against epochs (per configuration: the mean over seeds with a 95 % band). Failed, diverged or
 interrupted runs are listed with their status, never dropped, and never averaged in.
