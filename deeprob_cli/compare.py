@@ -7,18 +7,22 @@ One table and one figure for many runs, with 95 % intervals when the runs repeat
 
 Reads every training run under the given folders (a folder holding .hydra/config.yaml and summary.json; init-stats
 results and runs still in progress are skipped with a note, an unreadable file is skipped with a warning naming
-it). Runs that differ only in `trainer.seed` form one configuration: the table then shows each configuration's
-mean ± 95 % t-interval over its completed seeds, and each configuration is compared with the best one — paired by
-seed where both have the same seeds (deeprob_cli/stats.py) — saying whether the difference is within noise.
+it). Runs that differ only in `trainer.seed` (or in `resume`) form one configuration, each seed counted once (a
+seed run twice: its newest completed run, with a warning naming the others): the table then shows each
+configuration's mean ± 95 % t-interval over its completed seeds, and each configuration is compared with the best
+one — paired by seed where both have the same seeds (deeprob_cli/stats.py) — saying whether the difference is
+within noise.
 Without repeated seeds it is one row per run, sorted by the metric. The figure draws validation accuracy and
 training loss against epochs (per configuration: the mean over seeds with a 95 % band). Failed, diverged or
 interrupted runs are listed with their status, never dropped, and never averaged in.
 """
 import argparse
+import codecs
 import csv
 import io
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -34,8 +38,11 @@ METRICS = ("status", "train_acc", "val_acc", "test_acc", "train_loss", "seconds"
 NUMBERS = ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "seconds", "epochs_completed", "steps")
 LOWER_IS_BETTER = ("train_loss", "val_loss", "seconds")
 SEED = "trainer.seed"
-# not part of what a configuration is: the seed (the repetition) and a run's free-form name
-NOT_CONFIGURATION = (SEED, "name")
+# not part of what a configuration is: the seed (the repetition), a run's free-form name, and resume (how a run
+# was started: a resumed run, or a sweep re-run with resume=auto, continues its configuration unchanged)
+NOT_CONFIGURATION = (SEED, "name", "resume")
+# what a plain-ASCII terminal (LC_ALL=C, PYTHONIOENCODING=ascii) shows instead of the characters it cannot encode
+ASCII = {"±": "+/-", "≥": ">=", "−": "-", "—": "-", "–": "-", "·": "*", "÷": "/", "…": "..."}
 
 
 class BadRun(Exception):
@@ -44,6 +51,24 @@ class BadRun(Exception):
 
 def warn(message: str):
     print(f"deeprob compare: warning: {message}", file=sys.stderr)
+
+
+def say(text: str, file=None, end="\n"):
+    """print; once the reader has gone (`deeprob compare … | head`), the rest of the output is dropped quietly
+    (stdout onto /dev/null, Python's own advice) and the command goes on to write its figure."""
+    file = file or sys.stdout
+    try:
+        print(text, file=file, end=end, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), file.fileno())
+
+
+def to_ascii(error: UnicodeEncodeError) -> tuple:
+    """codecs error handler: ASCII stand-ins for the characters compare prints (± as +/-), ? for any other."""
+    return "".join(ASCII.get(c, "?") for c in error.object[error.start:error.end]), error.end
+
+
+codecs.register_error("deeprob-ascii", to_ascii)
 
 
 # ---------------------------------------------------------------- reading runs
@@ -140,7 +165,7 @@ def differing(rows) -> list:
     def value(r, k):
         return json.dumps(r["settings"].get(k), default=str)
 
-    differ = [k for k in keys if len({value(r, k) for r in rows}) > 1]
+    differ = [k for k in keys if k != "resume" and len({value(r, k) for r in rows}) > 1]
     groups = {k for k in differ if any(k in r["groups"] for r in rows)}
     shown = []
     for k in differ:
@@ -166,12 +191,34 @@ def label(row, columns, fallback=None) -> str:
 
 
 def group_runs(rows, columns) -> list:
-    """[{label, settings, runs}]: one entry per configuration, the runs that differ only in their seed together."""
+    """[{label, settings, runs}]: one entry per configuration, the runs that differ only in their seed together,
+    one run per seed (one_per_seed)."""
     groups = {}
     for r in rows:
         groups.setdefault(configuration(r), []).append(r)
-    return [{"label": label(runs[0], [c for c in columns if c != SEED], "all runs"), "runs": runs,
-             "settings": runs[0]["settings"]} for runs in groups.values()]
+    out = []
+    for runs in groups.values():
+        name = label(runs[0], [c for c in columns if c != SEED], "all runs")
+        out.append({"label": name, "runs": one_per_seed(runs, name), "settings": runs[0]["settings"]})
+    return out
+
+
+def one_per_seed(runs, name: str) -> list:
+    """The runs of one configuration with each seed once. A repeated seed is no new sample (one seed computes the
+    same numbers again), so the table's n, its interval and the figure's band all count the seed once: its newest
+    completed run (the newest run where none completed); a warning names the runs left out."""
+    by_seed = {}
+    for r in runs:
+        by_seed.setdefault(json.dumps(r["settings"].get(SEED, str(r["run"])), default=str), []).append(r)
+    kept = []
+    for same in by_seed.values():
+        same.sort(key=lambda r: (r["status"] == "completed", (r["run"] / "summary.json").stat().st_mtime))
+        kept.append(same[-1])
+        if len(same) > 1:
+            left_out = ", ".join(str(r["run"]) for r in same[:-1])
+            warn(f"{name}: seed {setting(same[-1]['settings'].get(SEED))} was run {len(same)} times; counted once, "
+                 f"from {same[-1]['run']} ({same[-1]['status']}); left out: {left_out}")
+    return [r for r in runs if r in kept]
 
 
 def values(runs, metric) -> dict:
@@ -318,24 +365,43 @@ def noise_notes(configs, metric) -> list:
 
 # ---------------------------------------------------------------- figure
 
-def curves(run: Path) -> dict:
-    """{tag: ([epochs], [values])} for val/acc and train/loss from the run's event files; x in epochs."""
+def scalars(folder: Path) -> tuple:
+    """({tag: [(step, value)]}, steps per epoch or None) of one TensorBoard run folder's own event files."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
 
-    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    from .monitor import EPOCH_LENGTH
+
+    if not folder.is_dir():
+        return {}, None
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
-    tags = acc.Tags()["scalars"]
-    # epoch metrics are logged at the epoch's last step k·steps_per_epoch; step losses at steps 0 .. k·spe − 1
-    epoch_ends = [e.step for e in acc.Scalars("train/acc")] if "train/acc" in tags else []
-    per_epoch = epoch_ends[0] if epoch_ends and epoch_ends[0] > 0 else None
-    out = {}
-    if per_epoch and "val/acc" in tags:
-        events = acc.Scalars("val/acc")
-        out["val/acc"] = ([e.step / per_epoch for e in events], [e.value for e in events])
-    if per_epoch and "train/loss" in tags:
-        events = acc.Scalars("train/loss")
-        out["train/loss"] = ([(e.step + 1) / per_epoch for e in events], [e.value for e in events])
-    return out
+    tags = acc.Tags()
+    length = (int(make_ndarray(acc.Tensors(EPOCH_LENGTH)[0].tensor_proto)) if EPOCH_LENGTH in tags["tensors"]
+              else None)
+    return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags["scalars"]}, length
+
+
+def curves(run: Path) -> dict:
+    """{"val/acc" | "train/loss": ([epochs], [values])} from the run's event files; x in epochs done.
+
+    Step s (0-based) ends at epoch (s + 1) ÷ steps per epoch, and epoch k's metrics are logged at its last step,
+    k · steps per epoch − 1, so they land on epoch k exactly. Steps per epoch: as the run recorded it, else (runs
+    made before that record) one more than the step of the first epoch's train accuracy. Reads both layouts:
+    one writer per split (RUN/train: loss, acc; RUN/val: acc) and, for runs made before it, all tags in RUN
+    (train/loss, train/acc, val/acc)."""
+    train, length = scalars(run / "train")
+    if train:
+        series = {"train/loss": train.get("loss"), "train/acc": train.get("acc"),
+                  "val/acc": scalars(run / "val")[0].get("acc")}
+    else:
+        series = scalars(run)[0]
+    if length is None and series.get("train/acc"):
+        length = series["train/acc"][0][0] + 1
+    if not length:
+        return {}
+    return {tag: ([(step + 1) / length for step, _ in series[tag]], [value for _, value in series[tag]])
+            for tag in ("val/acc", "train/loss") if series.get(tag)}
 
 
 def read_curves(rows) -> dict:
@@ -421,20 +487,29 @@ def draw(entries, title: str = ""):
 
 
 def plot(entries, out: Path, title: str = ""):
+    """Draw and write the figure atomically: an interruption leaves the previous file (or none), never half."""
+    from .checkpoint import atomic_write
+
     fig = draw(entries, title)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=120, format=out.suffix.lower()[1:])
+    atomic_write(out, image.getvalue())
     return fig
 
 
 # ---------------------------------------------------------------- command
 
 def main(args=None):
-    """`deeprob compare`: the table and the curves, else one line and the code of exits.EXITS."""
-    return guarded("compare", compare_runs, args)
+    """`deeprob compare`: the table and the curves, else one line and the code of exits.EXITS (Ctrl-C: exit 130);
+    a plain-ASCII terminal gets ASCII stand-ins."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="deeprob-ascii")
+    return guarded("compare", compare, args)
 
 
-def compare_runs(args):
+def compare(args=None):
     parser = argparse.ArgumentParser(prog="deeprob compare", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="run folders or folders holding runs (e.g. a sweep)")
     parser.add_argument("--csv", action="store_true", help="print CSV instead of a markdown table")
@@ -455,10 +530,10 @@ def compare_runs(args):
     by_run = read_curves(rows)
     if repeated and not ns.runs:
         configs.sort(key=lambda g: key(estimate(g["runs"], ns.metric).mean if values(g["runs"], ns.metric) else None))
-        print(config_table(configs, columns, ns.metric, ns.csv), end="")
+        say(config_table(configs, columns, ns.metric, ns.csv), end="")
         notes = noise_notes(configs, ns.metric)
         if notes:  # kept out of a CSV on stdout
-            print("\n".join(notes) if ns.csv else "\n" + "\n".join(notes), file=sys.stderr if ns.csv else sys.stdout)
+            say("\n".join(notes) if ns.csv else "\n" + "\n".join(notes), file=sys.stderr if ns.csv else None)
         entries = []
         for g in configs:
             done = [r for r in g["runs"] if r["status"] == "completed"]
@@ -466,7 +541,7 @@ def compare_runs(args):
             entries.append({"label": f"{g['label']} (n={len(values(g['runs'], ns.metric))}){note}",
                             "curves": [by_run[r["run"]] for r in done or g["runs"]], "completed": bool(done)})
     else:
-        print(table(rows, columns, ns.csv), end="")
+        say(table(rows, columns, ns.csv), end="")
         if not repeated:
             print("deeprob compare: one run per configuration, so no error bars; repeat each over seeds "
                   "(add trainer.seed=0,1,2 to the sweep) for 95 % intervals", file=sys.stderr)

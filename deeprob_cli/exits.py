@@ -60,8 +60,8 @@ def ending(error: BaseException, hint: str = "") -> tuple:
     code, word = next((code, word) for cls, code, word in EXITS if isinstance(error, cls))
     if isinstance(error, Stopped):
         line = f"{error.signal} during start-up; nothing was run"
-    elif isinstance(error, KeyboardInterrupt):
-        line = "SIGINT; nothing was written"
+    elif isinstance(error, KeyboardInterrupt):  # (before deeprob's handlers, or a command without them)
+        return code, word
     elif isinstance(error, OSError):
         line = f"cannot write {error.filename}: {error.strerror or error}; free space or choose a writable folder"
     elif word == "failed":

@@ -38,7 +38,7 @@ from .data import Data, Split, load_data
 from .evaluate import evaluate, final_scores
 from .exits import SIGNALS, Diverged, Interrupted, Stopped, report, unexpected
 from .folders import discard, read_summary, register_resolver, release_all, shell_quote, write_json
-from .monitor import Monitor
+from .monitor import Monitor, final_metrics
 from .naming import jobs_in_sweep
 from .run import Run
 from .speed import Speed, pick_device
@@ -132,6 +132,11 @@ def train(cfg: DictConfig, out: Path, choices: dict, sweep: bool = False):
         finally:
             if job is not None:  # TensorBoard: final scalars, the status for HParams, the reason in the Text tab
                 summary = run.summary or {"status": "failed"}
+                with contextlib.suppress(Exception), run.stop.deferred():
+                    # the losses not yet written, however the run ends; averaged over the ranks, which all end here
+                    # together except after one rank's error (where the average would wait forever)
+                    if summary["status"] != "failed" or not distributed.active():
+                        log_losses(job, run)
                 with contextlib.suppress(Exception), run.stop.deferred():
                     job.monitor.finish(summary["status"], summary, run.progress.step)
             run.release()
@@ -228,7 +233,7 @@ def log_losses(job: "Job", run: Run):
 def flush(job: "Job"):
     """What TensorBoard was given reaches the event file (before a checkpoint that counts on it)."""
     if distributed.is_main():  # rank 0's Monitor; the other ranks write nothing
-        job.monitor.writer.flush()
+        job.monitor.flush()
 
 
 def finish(job: "Job", run: Run):
@@ -310,7 +315,7 @@ def build_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
         resume_state(run, average, optimizer, schedule, device, order, noise)
     monitor = open_monitor(cfg, run, model, assembly.activation)
     if not run.resumed and distributed.is_main():
-        log_start(cfg, monitor, choices, batch_size, train_split, augment)
+        log_start(cfg, monitor, choices, batch_size, train_split, augment, data, steps_per_epoch)
     run.facts = {"device": str(device), **speed.record(), "threads": torch.get_num_threads(), "params": params,
                  "batch_size": batch_size,
                  "seed": cfg.trainer.seed, "world_size": distributed.world_size(),
@@ -364,11 +369,15 @@ def open_monitor(cfg: DictConfig, run: Run, model, activation):
     return Monitor(run.out, model, activation, cfg.log.hist_every, purge_step=run.progress.step if run.resumed else None)
 
 
-def log_start(cfg: DictConfig, monitor: Monitor, choices: dict, batch_size: int, train_split: Split, augment):
-    """A fresh run's hparams, augmented examples and its config with its command line (the Text tab)."""
+def log_start(cfg: DictConfig, monitor: Monitor, choices: dict, batch_size: int, train_split: Split, augment,
+              data: Data, steps_per_epoch: int):
+    """A fresh run's hparams (with the metrics it can have), augmented examples and its config with its command
+    line (the Text tab)."""
     monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
                      "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
-                     "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed})
+                     "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed},
+                    final_metrics(data.val is not None, data.test is not None, choices.get("tta") != "none"),
+                    steps_per_epoch)
     log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
     monitor.text(OmegaConf.to_yaml(cfg, resolve=True), " ".join(["deeprob train", *overrides]))

@@ -114,11 +114,21 @@ def summary(run_dir: Path) -> dict:
 
 
 def read_events(run_dir: Path):
-    """(scalars {tag: [(step, value)]}, histogram tags) from the run's TensorBoard event files."""
+    """(scalars {tag: [(step, value)]}, histogram tags) from the run's TensorBoard event files; a split's writer
+    (RUN/train, RUN/val, RUN/test: the same tag per split) read as "<split>/<tag>", e.g. train/loss."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
-    acc.Reload()
-    tags = acc.Tags()
-    scalars = {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags["scalars"]}
-    return scalars, set(tags["histograms"])
+    scalars, histograms = {}, set()
+    for prefix, folder in event_folders(run_dir):
+        acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
+        acc.Reload()
+        tags = acc.Tags()
+        scalars.update({prefix + t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags["scalars"]})
+        histograms |= {prefix + t for t in tags["histograms"]}
+    return scalars, histograms
+
+
+def event_folders(run_dir: Path) -> list:
+    """[(tag prefix, folder)]: the run folder's own event files and each split writer's folder."""
+    return [("", Path(run_dir))] + [(f"{split}/", Path(run_dir) / split) for split in ("train", "val", "test")
+                                    if (Path(run_dir) / split).is_dir()]

@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from conftest import run_cli, run_dirs, summary
@@ -18,9 +19,10 @@ BASE = {"task": "train", "trainer": {"seed": 0, "epochs": 2, "batch_size": 64},
         "optim": {"_target_": "torch.optim.SGD", "lr": 0.1}, "activation": {"_target_": "torch.nn.ReLU"}}
 
 
-def make_run(folder, seed=0, val_acc=0.8, status="completed", activation="relu", lr=0.1, curve=None, **extra):
-    """A run folder as deeprob train leaves it; curve = [val_acc per epoch] also writes TensorBoard scalars
-    (10 steps per epoch)."""
+def make_run(folder, seed=0, val_acc=0.8, status="completed", activation="relu", lr=0.1, curve=None,
+             layout="split", **extra):
+    """A run folder as deeprob train leaves it; curve = [val_acc per epoch] also writes TensorBoard events (10 steps
+    per epoch, write_events)."""
     config = json.loads(json.dumps(BASE))
     config["trainer"]["seed"], config["optim"]["lr"] = seed, lr
     (folder / ".hydra").mkdir(parents=True)
@@ -29,15 +31,35 @@ def make_run(folder, seed=0, val_acc=0.8, status="completed", activation="relu",
               "choices": {"activation": activation, "optim": "sgd", "experiment": None}, **extra}
     (folder / "summary.json").write_text(json.dumps(record))
     if curve:
-        from torch.utils.tensorboard import SummaryWriter
-
-        with SummaryWriter(str(folder)) as w:
-            for epoch, acc in enumerate(curve, 1):
-                for step in range(10 * (epoch - 1), 10 * epoch):
-                    w.add_scalar("train/loss", 2.0 / (1 + step), step)
-                w.add_scalar("train/acc", acc, 10 * epoch)
-                w.add_scalar("val/acc", acc, 10 * epoch)
+        write_events(folder, curve, layout)
     return folder
+
+
+def write_events(folder, curve, layout="split", steps=10, losses=None):
+    """TensorBoard events as deeprob train writes them, `steps` steps per epoch: the losses (default 2/(1+s) at
+    step s, one epoch per value of curve), and each epoch's train and val accuracy (curve) at its last step.
+    layout="split": today's Monitor, one writer per split, steps per epoch recorded; "flat": every tag in the run
+    folder itself, as runs made before the split layout hold them."""
+    from torch import nn
+    from torch.utils.tensorboard import SummaryWriter
+
+    from deeprob_cli.monitor import Monitor
+
+    losses = losses or [2.0 / (1 + s) for s in range(steps * len(curve))]
+    if layout == "split":
+        monitor = Monitor(folder, nn.Sequential(nn.Linear(2, 2), nn.ReLU()), nn.ReLU, hist_every=0)
+        monitor.hparams({"activation": "relu"}, steps_per_epoch=steps)
+        monitor.step_losses(0, [torch.tensor(v) for v in losses])
+        for epoch, acc in enumerate(curve, 1):
+            monitor.scalars({"train/acc": acc, "val/acc": acc, "lr": 0.1}, steps * epoch - 1)
+        monitor.close()
+        return
+    with SummaryWriter(str(folder)) as w:
+        for step, loss in enumerate(losses):
+            w.add_scalar("train/loss", loss, step)
+        for epoch, acc in enumerate(curve, 1):
+            w.add_scalar("train/acc", acc, steps * epoch - 1)
+            w.add_scalar("val/acc", acc, steps * epoch - 1)
 
 
 def compare_main(capsys, *args):
@@ -186,8 +208,6 @@ def test_figure_at_24_configurations_keeps_the_legend_outside_and_plots_epochs(t
     curves = compare.curves(diverged)
     curves["train/loss"] = (curves["train/loss"][0], [1e20] * len(curves["train/loss"][1]))
     entries.append({"label": "diverged [diverged]", "curves": [curves], "completed": False})
-    assert compare.curves(tmp_path / "r0")["val/acc"] == ([1.0, 2.0], pytest.approx([0.3, 0.5]))  # epochs, not steps
-    assert compare.curves(tmp_path / "r0")["train/loss"][0][:2] == [0.1, 0.2]  # step s ends at epoch (s+1)/10
 
     fig = compare.draw(entries)
     fig.draw_without_rendering()  # runs the constrained layout, as savefig does
@@ -241,3 +261,113 @@ def test_a_loss_ranks_lowest_first_and_a_negative_difference_is_real(tmp_path, c
     d = stats.paired([0.50, 0.52, 0.51], [0.60, 0.63, 0.61])
     assert f"- vs activation=tanh: {d.mean:.4f} [{d.ci95[0]:.4f}, {d.ci95[1]:.4f}], paired over seeds 0,1,2: " \
            f"a real difference" in out
+
+
+# ---------------------------------------------------------------- epochs on x, exactly (issue 28)
+
+@pytest.mark.parametrize("layout", ["split", "flat"])
+def test_epochs_are_steps_done_over_steps_per_epoch_exactly(tmp_path, layout):
+    """23 steps per epoch (3,000 images, batch 128): epoch k's validation point lies on k, step s at (s+1)/23; runs
+    made before the split layout (flat) read the same."""
+    run = tmp_path / "r23"
+    run.mkdir()
+    write_events(run, [0.3, 0.4, 0.45, 0.5], layout, steps=23)
+    curves = compare.curves(run)
+    assert curves["val/acc"] == ([1.0, 2.0, 3.0, 4.0], pytest.approx([0.3, 0.4, 0.45, 0.5]))
+    assert curves["train/loss"][0] == [(s + 1) / 23 for s in range(92)] and curves["train/loss"][0][-1] == 4.0
+    fig = compare.draw([{"label": "r", "curves": [curves], "completed": True}])
+    val_line = fig.axes[0].lines[0]
+    assert list(val_line.get_xdata()) == [1.0, 2.0, 3.0, 4.0]  # the figure draws them there
+
+
+def test_a_run_that_diverged_in_its_first_epoch_has_its_losses_placed(tmp_path):
+    """No epoch ended, so no accuracy tells the epoch's length: the recorded steps per epoch does."""
+    run = tmp_path / "diverged"
+    run.mkdir()
+    write_events(run, [], steps=23, losses=[2.3, 40.0, 9e3, 1.1e6, 5.0])
+    assert compare.curves(run) == {"train/loss": ([(s + 1) / 23 for s in range(5)],
+                                                  pytest.approx([2.3, 40.0, 9e3, 1.1e6, 5.0]))}
+
+
+# ---------------------------------------------------------------- one configuration, each seed once (issue 25)
+
+def test_a_resumed_run_stays_in_its_configuration(tmp_path, capsys):
+    for seed, acc in enumerate(A):
+        run = make_run(tmp_path / f"a{seed}", seed=seed, val_acc=acc)
+        if seed == 1:  # what a sweep re-run with resume=auto leaves in the job it continued
+            config = OmegaConf.load(run / ".hydra" / "config.yaml")
+            config.resume = "auto"
+            OmegaConf.save(config, run / ".hydra" / "config.yaml")
+    out, _ = compare_main(capsys, tmp_path, "--out", tmp_path / "c.png")
+    assert out.splitlines()[0].startswith("| n | seeds | status | val_acc (mean ± 95 %) |")  # no resume column
+    assert out.splitlines()[2].startswith("| 3 | 0,1,2 | 3 completed | 0.8100 ± ")
+
+
+def test_a_repeated_seed_counts_once_in_the_table_and_the_figure(tmp_path, capsys):
+    for seed, acc in enumerate(A):
+        make_run(tmp_path / f"a{seed}", seed=seed, val_acc=acc, curve=[acc])
+    again = make_run(tmp_path / "a0-again", seed=0, val_acc=0.86, curve=[0.86])  # the newest run of seed 0
+    out, err = compare_main(capsys, tmp_path, "--out", tmp_path / "c.png")
+    mean = (0.86 + 0.82 + 0.81) / 3
+    assert f"| 3 | 0,1,2 | 3 completed | {mean:.4f} ± " in out  # not 4 completed, not seed 0's older value
+    assert (f"deeprob compare: warning: all runs: seed 0 was run 2 times; counted once, from {again} (completed); "
+            f"left out: {tmp_path / 'a0'}") in err
+    rows = compare.read_rows([tmp_path])
+    (group,) = compare.group_runs(rows, compare.differing(rows))
+    assert sorted(r["run"].name for r in group["runs"]) == ["a0-again", "a1", "a2"]  # what the band is drawn from
+    capsys.readouterr()
+
+
+# ---------------------------------------------------------------- plain use: pipes, Ctrl-C, an ASCII terminal
+
+def _compare_process(tmp_path, *args, env=None, **kwargs):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    base = {k: v for k, v in os.environ.items() if k not in ("LANG", "LC_ALL", "LC_CTYPE", "PYTHONIOENCODING")}
+    return subprocess.Popen([sys.executable, "-m", "deeprob_cli", "compare", *map(str, args)], cwd=tmp_path,
+                            env={**base, "PYTHONPATH": str(REPO), **(env or {})}, stderr=subprocess.PIPE, text=True,
+                            **kwargs)
+
+
+def test_a_plain_ascii_terminal_gets_ascii_stand_ins(seeded, tmp_path):
+    import subprocess
+
+    proc = _compare_process(tmp_path, seeded, "--out", tmp_path / "c.png", env={"LC_ALL": "C", "PYTHONUTF8": "0"},
+                            stdout=subprocess.PIPE)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in err
+    assert "| relu | 3 | 0,1,2 | 3 completed | 0.8100 +/- " in out and "detects differences >= " in out
+
+
+def test_a_closed_pipe_ends_the_output_quietly_and_still_writes_the_figure(seeded, tmp_path):
+    """`deeprob compare … | head`: the reader is gone before compare writes (its end of the pipe is closed)."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)
+    proc = _compare_process(tmp_path, seeded, "--out", tmp_path / "c.png", stdout=write)
+    os.close(write)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and err.splitlines() == [f"curves: {tmp_path / 'c.png'}"]
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ctrl_c_is_one_line_exit_130(tmp_path):
+    import signal
+    import subprocess
+
+    for seed in range(6):
+        make_run(tmp_path / "sweep" / f"r{seed}", seed=seed, curve=[0.5, 0.6])
+    (tmp_path / "sweep" / "init" / ".hydra").mkdir(parents=True)
+    (tmp_path / "sweep" / "init" / ".hydra" / "config.yaml").write_text("task: init_stats\n")
+    proc = _compare_process(tmp_path, tmp_path / "sweep", "--out", tmp_path / "c.png", stdout=subprocess.DEVNULL)
+    first = proc.stderr.readline()  # the note on the skipped folder: the runs are read, the curves come next
+    assert first.startswith("deeprob compare: skipped 1 folder(s)")
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130 and rest == "deeprob compare: interrupted\n"
+    assert not (tmp_path / "c.png").exists()

@@ -15,7 +15,7 @@ from deeprob_cli.exits import EXITS, Diverged, Interrupted, Stopped, ending, gua
     (Interrupted("SIGTERM at step 7: checkpoint saved", 128 + signal.SIGTERM), 143,
      "interrupted: SIGTERM at step 7: checkpoint saved"),
     (Stopped("SIGINT", 130), 130, "interrupted: SIGINT during start-up; nothing was run"),
-    (KeyboardInterrupt(), 130, "interrupted: SIGINT; nothing was written"),
+    (KeyboardInterrupt(), 130, "interrupted"),
     (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "run/summary.json"), 2,
      "error: cannot write run/summary.json: No space left on device; free space or choose a writable folder"),
     (RuntimeError("a bug\nwith a second line"), 1,

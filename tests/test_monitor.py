@@ -1,4 +1,6 @@
 """Monitor diagnostics: dead and saturated units, mean/std of pre-activation, activation and its gradient."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -213,3 +215,57 @@ def test_a_diverged_layer_is_still_logged(tmp_path):
     values, _ = snapshot(model, nn.ReLU, tmp_path, torch.randn(4, 4))  # inf activations, nan gradients
     scalars, histograms = read_events(tmp_path)
     assert "dead/act1" in scalars and "weight/head.weight" in histograms
+
+
+# ---------------------------------------------------------------- what TensorBoard is given (issue 28)
+
+def declared_metrics(run):
+    """The final/<key> metrics the run's HParams experiment declares (read from its event file)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")[metadata.EXPERIMENT_TAG]
+    return [m.name.tag for m in metadata.parse_experiment_plugin_data(content).metric_infos]
+
+
+def test_hparams_declare_only_the_metrics_the_run_can_have(tmp_path):
+    """No test split and tta=flip: val_acc_tta, no test_*; the default tta=none: no *_tta (it would repeat val_acc)."""
+    small = [*FAST, "dataset.num_train=384", "dataset.val_size=128"]
+    run_cli("train", *small, "dataset.num_test=0", "tta=flip", "hydra.run.dir=flip", cwd=tmp_path)
+    run_cli("train", *small, "hydra.run.dir=plain", cwd=tmp_path)
+    assert declared_metrics(tmp_path / "flip") == [
+        "final/val_acc", "final/train_loss", "final/train_acc", "final/val_loss", "final/val_acc_tta"]
+    assert declared_metrics(tmp_path / "plain") == [
+        "final/val_acc", "final/test_acc", "final/train_loss", "final/train_acc", "final/val_loss"]
+    for run in ("flip", "plain"):  # what is declared is what is written: every declared metric has its value
+        scalars, _ = read_events(tmp_path / run)
+        assert sorted(t for t in scalars if t.startswith("final/")) == sorted(declared_metrics(tmp_path / run))
+        assert scalars["final/val_acc"] == [(summary(tmp_path / run)["steps"], pytest.approx(
+            summary(tmp_path / run)["val_acc"]))]
+    scalars, _ = read_events(tmp_path / "plain")  # one writer per split, the same tags
+    assert [s for s, _ in scalars["train/loss"]] == list(range(4)) and [s for s, _ in scalars["val/acc"]] == [3]
+    assert scalars["test/acc"] == [(3, pytest.approx(summary(tmp_path / "plain")["test_acc"]))]  # 256 / 64 steps
+
+
+def test_a_run_diverging_in_its_first_epoch_has_its_finite_losses_in_tensorboard(tmp_path):
+    """optim.lr=1e6: the losses computed before the divergence reach the event file, and compare draws them."""
+    from deeprob_cli import compare
+
+    result = run_cli("train", *FAST, "trainer.epochs=2", "optim.lr=1e6", "hydra.run.dir=run", cwd=tmp_path,
+                     check=False)
+    s = summary(tmp_path / "run")
+    assert result.returncode == 3 and s["status"] == "diverged"
+    assert s["epochs_completed"] == 0 and s["steps"] >= 2  # the premise: finite steps, then divergence in epoch 1
+    scalars, _ = read_events(tmp_path / "run")
+    losses = scalars["train/loss"]
+    assert [step for step, _ in losses] == list(range(s["steps"]))
+    assert all(math.isfinite(v) for _, v in losses) and losses[-1][1] == pytest.approx(s["last_finite_loss"])
+    steps, values = compare.curves(tmp_path / "run")["train/loss"]
+    assert steps == [(i + 1) / 12 for i in range(s["steps"])]  # 768 training images, batch 64: 12 steps per epoch
+    assert values == [pytest.approx(v) for _, v in losses]
+    # resume=auto starts it over (no checkpoint to continue): each step is shown once, from the new start
+    again = run_cli("train", *FAST, "trainer.epochs=2", "optim.lr=1e6", "hydra.run.dir=run", "resume=auto",
+                    cwd=tmp_path, check=False)
+    assert again.returncode == 3 and read_events(tmp_path / "run")[0]["train/loss"] == losses

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, run_cli, run_dirs, summary
+from conftest import REPO, event_folders, run_cli, run_dirs, summary
 
 RUN = ["dataset=synthetic", "dataset.num_train=1280", "model.widths=[8,16]", "trainer.epochs=3",
        "trainer.batch_size=32", "trainer.checkpoint_every=4", "log.hist_every=5", "augment=[flip,crop]"]
@@ -33,12 +33,14 @@ def events(run):
     tag's (step, count, sum) list, in the order TensorBoard reads them after its purges."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
-    acc.Reload()
-    tags = acc.Tags()
-    scalars = {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags["scalars"]}
-    hists = {t: [(e.step, e.histogram_value.num, e.histogram_value.sum) for e in acc.Histograms(t)]
-             for t in tags["histograms"]}
+    scalars, hists = {}, {}
+    for prefix, folder in event_folders(run):  # the run's own writer and one per split (train/loss, val/acc)
+        acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
+        acc.Reload()
+        tags = acc.Tags()
+        scalars.update({prefix + t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags["scalars"]})
+        hists.update({prefix + t: [(e.step, e.histogram_value.num, e.histogram_value.sum) for e in acc.Histograms(t)]
+                      for t in tags["histograms"]})
     return scalars, hists
 
 

@@ -1,11 +1,13 @@
-"""What a user sees in TensorBoard, asked of the real TensorBoard server over its HTTP API: loss and accuracy first
-(Custom Scalars layout), the real final status and the final numbers in HParams, the config and command in the
-Text tab, the captioned augmentation grid, init-stats as one histogram tag stepped by layer.
+"""What a user sees in TensorBoard, asked of the real TensorBoard server over its HTTP API: one run per split
+(RUN/train, RUN/val, RUN/test) with the same tags, loss and accuracy first (Custom Scalars layout), the real final
+status and only the metrics a run can have in HParams, a diverged run's finite losses, the config and command in
+the Text tab, the captioned augmentation grid, init-stats as one histogram tag stepped by layer.
 
     pytest -q -p no:xdist tests/test_tensorboard.py
 """
 import io
 import json
+import math
 import re
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from torch import nn
 
 from conftest import make_cfg, run_cli, run_dirs, summary
 from deeprob_cli.init_stats import log_histograms, measure
-from deeprob_cli.monitor import Monitor
+from deeprob_cli.monitor import Monitor, final_metrics
 
 # two jobs of one sweep: 256 training images, batch 64 → 4 steps per epoch; lr 1e6 diverges in epoch 2
 SWEEP = ["dataset=synthetic", "dataset.num_train=512", "trainer.epochs=2", "trainer.batch_size=64",
@@ -75,7 +77,7 @@ def interrupted_then_resumed(logdir, resume: bool):
     """A run stopped by a signal at step 2 (no end record), optionally resumed to completion at step 4."""
     model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
     monitor = Monitor(logdir, model, nn.ReLU, hist_every=0)
-    monitor.hparams({"activation": "relu", "optim.lr": 0.1})
+    monitor.hparams({"activation": "relu", "optim.lr": 0.1}, final_metrics(val=True, test=True, tta=False))
     monitor.step_losses(0, [torch.tensor(1.0), torch.tensor(0.9)])
     monitor.finish("interrupted", {"signal": "SIGTERM"}, 2)
     if resume:
@@ -119,12 +121,17 @@ def test_custom_scalars_open_on_loss_and_accuracy_then_per_layer_diagnostics(boa
     assert not layout[0].get("closed")
     run = names["completed"]
     steps = summary(runs["completed"])["steps"]
-    # train and val loss on one chart: every step's train loss and one val loss per epoch
-    loss = {tag: events for regex in first["loss"]
-            for tag, events in tb.get("plugin/custom_scalars/scalars", run=run, tag=regex)["tag_to_events"].items()}
-    assert set(loss) == {"train/loss", "val/loss"}
-    assert [e[1] for e in loss["train/loss"]] == list(range(steps)) and len(loss["val/loss"]) == 2
-    assert [re.sub(r"\W", "", t) for t in first["accuracy"][:2]] == ["trainacc", "valacc"]
+    # train and val loss on one chart, a line per split (its own run, so its own colour and legend name): every
+    # step's train loss and one val loss per epoch; accuracy likewise, with the test accuracy at the last epoch
+    def chart(title, split):
+        (regex,) = first[title]
+        found = tb.get("plugin/custom_scalars/scalars", run=f"{run}/{split}", tag=regex)["tag_to_events"]
+        return {tag: [e[1] for e in events] for tag, events in found.items()}
+
+    assert chart("loss", "train") == {"loss": list(range(steps))} and chart("loss", "val") == {"loss": [3, 7]}
+    assert chart("accuracy", "train") == chart("accuracy", "val") == {"acc": [3, 7]}
+    assert chart("accuracy", "test") == {"acc": [7]}
+    assert {f"{run}/{split}" for split in ("train", "val", "test")} <= set(tb.get("runs"))
     # every per-layer diagnostic of the run is on a chart of a later category, none on the first
     tags = set(tb.get("plugin/scalars/tags")[run])
     diagnostics = {t for t in tags if t.split("/")[0] in ("dead", "saturated", "act", "act_grad", "preact")}
@@ -137,7 +144,9 @@ def test_custom_scalars_open_on_loss_and_accuracy_then_per_layer_diagnostics(boa
 def test_hparams_show_the_real_final_status_and_the_final_numbers(board):
     tb, names, runs, _ = board
     experiment = tb.post("plugin/hparams/experiment", {"experimentName": ""})
-    assert {m["displayName"] for m in experiment["metricInfos"]} >= {"val_acc", "test_acc", "train_loss"}
+    # only the metrics these runs can have: tta=none repeats no val_acc as val_acc_tta
+    declared = {m["name"]["tag"] for m in experiment["metricInfos"]}
+    assert declared == {"final/val_acc", "final/test_acc", "final/train_loss", "final/train_acc", "final/val_loss"}
     groups = tb.post("plugin/hparams/session_groups", {
         "experimentName": "", "startIndex": 0, "sliceSize": 100, "colParams": [],
         "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]})
@@ -149,9 +158,21 @@ def test_hparams_show_the_real_final_status_and_the_final_numbers(board):
     metrics = {m["name"]["tag"]: m["value"] for m in sessions[names["completed"]]["metricValues"]}
     for key in ("val_acc", "test_acc", "train_loss"):
         assert metrics[f"final/{key}"] == pytest.approx(done[key], rel=1e-6)
-    assert tb.scalars(names["completed"], "val/acc")[-1][1] == pytest.approx(done["val_acc"], rel=1e-6)
+    assert tb.scalars(f"{names['completed']}/val", "acc")[-1][1] == pytest.approx(done["val_acc"], rel=1e-6)
     diverged = {m["name"]["tag"] for m in sessions[names["diverged"]]["metricValues"]}
     assert "final/test_acc" not in diverged  # a diverged run is never scored on test
+    # parallel coordinates draw the runs: every declared metric has a value in some run
+    assert declared == {m["name"]["tag"] for s in sessions.values() for m in s["metricValues"]}
+
+
+def test_a_diverged_run_shows_every_finite_loss_up_to_its_divergence(board):
+    """lr 1e6 diverges in epoch 2: its losses of epoch 2, computed before the epoch ended, are there too."""
+    tb, names, runs, _ = board
+    diverged = summary(runs["diverged"])
+    assert diverged["epochs_completed"] == 1 and diverged["steps"] > 4  # the premise: it stopped inside epoch 2
+    losses = tb.scalars(f"{names['diverged']}/train", "loss")
+    assert [step for step, _ in losses] == list(range(diverged["steps"]))
+    assert all(math.isfinite(v) for _, v in losses) and losses[-1][1] == pytest.approx(diverged["last_finite_loss"])
 
 
 def test_text_tab_holds_the_config_the_command_and_the_status(board):
