@@ -2,6 +2,10 @@
 
 from pathlib import Path
 
+from .threads import passive_wait
+
+passive_wait()  # OpenMP's wait policy is read when torch loads its runtime: set it before anything imports torch
+
 __version__ = "0.1.0"
 
 # conf/ at the top of a checkout (editable install); a wheel carries it inside the package as deeprob_cli/conf
