@@ -1,6 +1,7 @@
 """Speed of `deeprob train` on a machine that is not idle (issue 23), every figure from one script run:
 
     PYTHONPATH=. python benchmarks/bench_contention.py [--data PATH] [--subset 6000] [--repeats 2]
+    make bench   # runs it as its last part
 
 Arms, each a real `deeprob train` subprocess (the default recipe, 1 epoch, images/s from its summary.json):
   idle            nothing else running
@@ -87,12 +88,16 @@ def cfg_job_seconds() -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/tmp/data/cifar10-jpeg", help="an image folder (the CIFAR-10 JPEG copy)")
+    ap.add_argument("--data", default="", help="an image folder (the CIFAR-10 JPEG copy); default: synthetic")
     ap.add_argument("--subset", type=int, default=6000)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--arms", default="idle,busy,busy1,pair,spin-idle,spin-busy,spin-pair")
     a = ap.parse_args(argv)
-    args = ["dataset=image_folder", f"dataset.root={a.data}", f"dataset.subset={a.subset}", "trainer.epochs=1"]
+    if a.data:
+        args = ["dataset=image_folder", f"dataset.root={a.data}", f"dataset.subset={a.subset}", "trainer.epochs=1"]
+    else:  # CIFAR-sized synthetic images
+        args = ["dataset=synthetic", "dataset.image_size=32", "dataset.num_classes=10",
+                f"dataset.num_train={a.subset + 1000}", "dataset.val_size=1000", "trainer.epochs=1"]
     arms = {
         "idle": dict(), "busy": dict(busy=True), "busy1": dict(busy=True, args=["trainer.threads=1"]),
         "pair": dict(n=2), "spin-idle": dict(extra=SPIN), "spin-busy": dict(busy=True, extra=SPIN),

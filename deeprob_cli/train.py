@@ -12,6 +12,7 @@ import os
 import random
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from . import UserError, distributed
+from . import LAUNCHED, UserError, distributed
 from .assemble import assemble
 from .checkpoint import rng_state
 from .components.augment import compose, log_examples
@@ -354,6 +355,7 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
                  "batch_size": batch_size,
                  "seed": cfg.trainer.seed, "world_size": distributed.world_size(),
                  "effective_batch_size": effective_batch, "choices": choices}
+    run.facts["startup_seconds"] = round(time.time() - LAUNCHED, 3)  # launch → the first step (`deeprob train`)
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
     return Job(cfg, choices, device, speed, data, train_split, preprocess, augment, model, net, built.regularizers,
                optimizer, schedule, order, noise, monitor, tta, average, effective_batch, steps_per_epoch, show)
