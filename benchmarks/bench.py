@@ -10,7 +10,8 @@ Prints, one after the other so that their ratios are comparable on a noisy share
      plain per-image torchvision DataLoader (RandomCrop + RandomHorizontalFlip + ToTensor + Normalize on
      PIL images) with 0 and 2 workers, on the same images;
   4. with --profile, the operators that dominate a step of experiment=fast (torch.profiler);
-  5. peak memory of the process (resource.getrusage maxrss).
+  5. the default recipe beside a busy core and beside a second run, as ratios (benchmarks/bench_contention.py);
+  6. peak memory of the process (resource.getrusage maxrss).
 Without --data it uses CIFAR-sized synthetic images (3×32×32, 10 classes); with --data an image folder such
 as the extracted CIFAR-10 JPEG copy.
 """
@@ -168,6 +169,12 @@ def main():
     if args.profile:
         print("4. profile of experiment=fast (self CPU time)")
         profile_fast(data)
+
+    print("5. a machine that is not idle: one busy core, two runs side by side (benchmarks/bench_contention.py)")
+    import bench_contention
+
+    bench_contention.main(["--subset", str(images)] + (["--data", args.data] if args.data else [])
+                          + ["--repeats", "1" if args.quick else "2"])
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
     print(f"peak memory (maxrss) {peak:.0f} MiB   {load()}")

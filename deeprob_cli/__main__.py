@@ -58,6 +58,10 @@ def main():
             return answer(config_name, command, rest)
         from . import UserError
         from .run import prepare
+        from .threads import register
+
+        if command == "train":
+            register()  # counted among the live runs from launch on, so that two runs started together share the cores
 
         try:
             rest = prepare(command, config_name, rest)  # checked, and the run folder's policy, before Hydra writes

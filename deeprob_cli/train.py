@@ -12,6 +12,7 @@ import os
 import random
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from . import UserError, distributed
+from . import LAUNCHED, UserError, distributed
 from .assemble import assemble
 from .checkpoint import rng_state
 from .components.augment import compose, log_examples
@@ -37,6 +38,7 @@ from .naming import jobs_in_sweep
 from .run import (SIGNALS, Diverged, Interrupted, Run, Stopped, _quote, discard, read_summary, release_all,
                   write_json)
 from .speed import Speed, pick_device
+from .threads import register as register_run, share as share_threads
 
 log = logging.getLogger("deeprob")
 run_module.register_resolver()  # ${deeprob_record:...} (run.prepare, for sweeps re-run into their folder)
@@ -293,7 +295,7 @@ class Job:
                 "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "preprocess": self.preprocess.state_dict(),
                 "classes": list(self.data.classes), "input_shape": list(self.data.shape),
-                "choices": self.choices, "rng": rng_state(self.order, self.noise)}
+                "choices": self.choices, "rng": rng_state(self.order, self.noise), "threads": torch.get_num_threads()}
 
 
 def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
@@ -337,6 +339,8 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
         optimizer.load_state_dict(run.resumed["optimizer"])
         schedule.load_state_dict(run.resumed["schedule"])
         run.restore(device, order, noise)
+        if cfg.trainer.threads is None:  # the interrupted run's own share: its numbers depend on the thread count
+            torch.set_num_threads(run.resumed.get("threads", torch.get_num_threads()))
         log.info("resumed %s at epoch %d, step %d", run.out, run.progress.epoch, run.progress.step)
 
     # TensorBoard (rank 0 only); a resumed run drops what the interrupted one logged from its checkpoint's step on
@@ -358,6 +362,7 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
                  "batch_size": batch_size,
                  "seed": cfg.trainer.seed, "world_size": distributed.world_size(),
                  "effective_batch_size": effective_batch, "choices": choices}
+    run.facts["startup_seconds"] = round(time.time() - LAUNCHED, 3)  # launch → the first step (`deeprob train`)
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
     return Job(cfg, choices, device, speed, data, train_split, preprocess, augment, model, net, built.regularizers,
                optimizer, schedule, order, noise, monitor, tta, average, effective_batch, steps_per_epoch, show)
@@ -381,12 +386,12 @@ def group_choices(cfg: DictConfig, runtime_choices) -> dict:
 
 
 def set_threads(threads, n_jobs):
-    """torch's CPU threads: as asked, else the cores shared out among a parallel launcher's jobs."""
-    if threads is None and n_jobs:
-        cores = os.cpu_count() or 1
-        threads = max(1, cores // (cores if n_jobs < 0 else n_jobs))
-    if threads:
-        torch.set_num_threads(threads)
+    """torch's CPU threads: as asked (trainer.threads, else OMP_NUM_THREADS), else this run's share of the usable
+    cores among a parallel launcher's jobs or the deeprob runs alive on this machine (threads.py says why)."""
+    register_run()
+    if threads is None and not n_jobs and os.environ.get("OMP_NUM_THREADS"):
+        return  # the user's own choice for every OpenMP program (torch's default reads it)
+    torch.set_num_threads(share_threads(threads, n_jobs))
 
 
 def percent(value) -> str:
