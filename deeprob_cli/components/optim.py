@@ -64,7 +64,10 @@ class Muon(torch.optim.Optimizer):
       "bias":     every 1-D (or 0-D) parameter — norm biases, the whitening bias, other biases — SGD at `bias_lr`.
     The SGD lrs are on deeprob's mean loss (the record's per-example lrs on a summed loss × its batch of 2,000),
     with weight decay given as optim=sgd's `step_decay`. Momentum buffers live in this optimizer's own state, so
-    `state_dict()` (the checkpoint) holds them all and a resumed run continues bit for bit."""
+    `state_dict()` (the checkpoint) holds them all and a resumed run continues bit for bit. Where torch's Muon
+    differs from the record's code, the update is the same: its momentum is an average (buffer.lerp_) where the
+    record's is a sum, a scale the orthogonalization removes; its lr factor √max(1, rows/cols) is 1 for conv
+    filters (rows = out ≤ in·k·k)."""
 
     ROLES = ("matrices", "head", "bias")
 
@@ -121,7 +124,7 @@ class Muon(torch.optim.Optimizer):
             if view.grad is None:
                 continue
             if self.normalize:  # Frobenius norm √rows, i.e. a per-row RMS of 1 (airbench94_muon)
-                view.mul_(len(view) ** 0.5 / view.norm())
+                view.mul_(len(view) ** 0.5 / view.norm().clamp_min(1e-30))  # a zero matrix stays zero
             buffer = self.state[p].get("momentum_buffer")
             if buffer is None or buffer.stride() != p.stride():  # new, or restored in another memory layout
                 buffer = self.state[p]["momentum_buffer"] = (
