@@ -106,7 +106,9 @@ def profile_epoch(overrides, rows: int = 25):
         train(cfg, Path(out), choices={}, sweep=True)
         profiler.disable()
     text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(rows)
+    stats = pstats.Stats(profiler, stream=text).sort_stats("cumulative")
+    stats.print_stats(rows)
+    stats.print_callees(r"train\.py:\d+\(train_step\)")  # the step's parts: augment, forward, backward, step, ...
     print(text.getvalue())
 
 

@@ -6,6 +6,9 @@ and seed (a fresh process each, exactly as a user runs it), then training second
     PYTHONPATH=. python benchmarks/compare_presets.py --data /tmp/data/cifar10-jpeg --subset 10000 --val-size 2000
     # issue 27's acceptance (45k/5k, seeds 0-2, both presets; ≈ 20 minutes on 2 idle cores; nothing else running):
     PYTHONPATH=. python benchmarks/compare_presets.py --data /tmp/data/cifar10-jpeg --seeds 0 1 2 --out runs/accept27
+    # the rest of its acceptance, one seed each (fast_wide: ≤ 30 minutes of training, ≥ 91 % with TTA):
+    PYTHONPATH=. python benchmarks/compare_presets.py --data /tmp/data/cifar10-jpeg --presets fast_wide --out runs/wide27
+    PYTHONPATH=. python benchmarks/compare_presets.py --data /tmp/data/cifar10-jpeg --presets fast --val-size 0
 
 Order: for each seed, every preset one after the other (fast_sgd, fast, then the next seed), so that a change in
 the machine's load falls on both arms alike. The CPU's model name and its bf16 support are printed with the
