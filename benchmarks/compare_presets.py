@@ -11,8 +11,8 @@ and seed (a fresh process each, exactly as a user runs it), then training second
     PYTHONPATH=. python benchmarks/compare_presets.py --data /tmp/data/cifar10-jpeg --presets fast --val-size 0
 
 Order: for each seed, every preset one after the other (fast_sgd, fast, then the next seed), so that a change in
-the machine's load falls on both arms alike. The CPU's model name and its bf16 support are printed with the
-figures; the load average before and after each run says whether the machine was idle.
+the machine's load falls on both arms alike. The CPU's model name (and AMX or not) is printed with the figures; the load
+average before and after each run says whether the machine was idle.
 """
 import argparse
 import json
@@ -35,6 +35,14 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def bf16_support() -> str:
+    """What the CPU's flags say about native bf16 (AMX, AVX512-BF16 or neither)."""
+    from deeprob_cli.speed import cpu_flags
+
+    flags = cpu_flags()
+    return "AMX" if "amx_bf16" in flags else "AVX512-BF16, no AMX" if "avx512_bf16" in flags else "no native bf16"
 
 
 def load() -> str:
@@ -70,7 +78,8 @@ def main():
     data = ["dataset=image_folder", f"dataset.root={args.data}", f"dataset.val_size={args.val_size}",
             *([f"dataset.subset={args.subset}"] if args.subset else [])]
     print(f"compare_presets: {', '.join(args.presets)}; seeds {args.seeds}; "
-          f"{args.subset or 'all'} train / {args.val_size} val images; CPU {cpu_name()}, {os.cpu_count()} cores; "
+          f"{args.subset or 'all'} train / {args.val_size} val images; CPU {cpu_name()} ({bf16_support()}), "
+          f"{os.cpu_count()} cores; "
           f"{time.strftime('%Y-%m-%d %H:%M')}; runs in {out}", flush=True)
     results = {p: [] for p in args.presets}
     for seed in args.seeds:
@@ -93,10 +102,11 @@ def main():
             print(f"  {preset:<10} no completed run")
             continue
         seconds = statistics.mean(s["train_seconds"] for s in done)
+        val = [s["val_acc"] for s in done if s.get("val_acc") is not None]
         tta = [s["val_acc_tta"] for s in done if s.get("val_acc_tta") is not None]
         base = seconds if base is None else base
         print(f"  {preset:<10} {len(done)} runs  {seconds:7.1f} s training ({seconds / base:.2f}× "
-              f"{args.presets[0]})  val {percent(statistics.mean(s['val_acc'] for s in done) if done[0]['val_acc'] is not None else None)}"
+              f"{args.presets[0]})  val {percent(statistics.mean(val) if val else None)}"
               f"  with TTA {percent(statistics.mean(tta) if tta else None)}")
 
 
