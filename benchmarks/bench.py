@@ -10,7 +10,10 @@ Prints, one after the other so that their ratios are comparable on a noisy share
      plain per-image torchvision DataLoader (RandomCrop + RandomHorizontalFlip + ToTensor + Normalize on
      PIL images) with 0 and 2 workers, on the same images;
   4. with --profile, the operators that dominate a step of experiment=fast (torch.profiler);
-  5. peak memory of the process (resource.getrusage maxrss).
+  5. peak memory of the process (resource.getrusage maxrss);
+  6. deeprob's own overhead: experiment=fast's training images/s beside a bare loop of the same work
+     (benchmarks/bench_overhead.py), as the ratio preset / bare (issue 27: ≥ 0.95);
+  7. the default recipe beside a busy core and beside a second run, as ratios (benchmarks/bench_contention.py).
 Without --data it uses CIFAR-sized synthetic images (3×32×32, 10 classes); with --data an image folder such
 as the extracted CIFAR-10 JPEG copy.
 """
@@ -28,6 +31,7 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_data, beside this file
 from bench_data import augment_rates, images_per_second  # noqa: E402
+from bench_overhead import data_overrides, overhead  # noqa: E402
 
 from deeprob_cli.config import CONFIG_DIR  # noqa: E402
 from deeprob_cli.speed import cpu_has_bf16  # noqa: E402
@@ -170,7 +174,27 @@ def main():
         profile_fast(data)
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
-    print(f"peak memory (maxrss) {peak:.0f} MiB   {load()}")
+    print(f"5. peak memory (maxrss) {peak:.0f} MiB   {load()}")
+    framework_overhead(args.data, args.quick)
+    contention(args.data, images, args.quick)
+
+
+def contention(data, images: int, quick: bool):
+    """Section 7: the default recipe idle, beside a busy core and beside a second run (real subprocesses)."""
+    import bench_contention
+
+    print(f"7. a machine that is not idle: one busy core, two runs side by side   {load()}")
+    bench_contention.main(["--subset", str(images)] + (["--data", data] if data else [])
+                          + ["--repeats", "1" if quick else "2"])
+
+
+def framework_overhead(data, quick: bool):
+    """Section 6: experiment=fast through train() against the bare loop, alternating, as one ratio."""
+    images, epochs = (4000, 1) if quick else (8000, 2)
+    print(f"6. deeprob's overhead: experiment=fast vs a bare loop of the same work ({images} images × {epochs} "
+          f"epochs)   {load()}")
+    print(overhead(["experiment=fast", *data_overrides(data, images), "trainer.device=cpu", "log.progress=false",
+                    f"trainer.epochs={epochs}"], 1 if quick else 2), flush=True)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def run(overrides, label) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="an image folder (root with train/); default: synthetic images")
-    parser.add_argument("--preset", default="fast", help="conf/experiment/ preset to time (fast | fast_wide)")
+    parser.add_argument("--preset", default="fast",
+                        help="conf/experiment/ preset to time (fast: optim=muon | fast_sgd | fast_wide)")
     parser.add_argument("--target", type=float, default=0.94, help="validation accuracy (with TTA) to reach")
     parser.add_argument("--compile", action="store_true", help="also time trainer.compile=true")
     args, extra = parser.parse_known_args()

@@ -1,6 +1,13 @@
 """deeprob: experiment runner for the 'Training Neural Networks' lecture. Start with `deeprob --help`."""
 
+import time
 from pathlib import Path
+
+LAUNCHED = time.time()  # when `deeprob` started (this package is its first import): summary.json's startup_seconds
+
+from .threads import passive_wait
+
+passive_wait()  # OpenMP's wait policy is read when torch loads its runtime: set it before anything imports torch
 
 __version__ = "0.1.0"
 

@@ -180,6 +180,9 @@ def check_fits(cfg: DictConfig):
     init = cfg.get("init")
     if isinstance(init, DictConfig) and "_target_" in init:
         chosen.append((f"init={init._target_.rsplit('.', 1)[-1]}", init))
+    optim = cfg.get("optim")  # optim=muon needs weights of its shape
+    if isinstance(optim, DictConfig) and "_target_" in optim:
+        chosen.append((f"optim={optim._target_.rsplit('.', 1)[-1].lower()}", optim))
     for label, node in chosen:
         target = get_object(node._target_)
         needs = target.needs(node) if hasattr(target, "needs") else None

@@ -31,6 +31,7 @@ from . import CONFIG_DIR, UserError, __version__
 from .config import RESUMABLE_CHANGES, build, check_command, compose_checked, options, require_options
 from .exits import SIGNALS, Stopped, ending, report
 from .folders import claim, fresh_folder, holds_run, holds_sweep, hydra_value, release_all, shell_quote
+from .threads import register as register_run
 
 USAGE = """usage: deeprob COMMAND [ARGS]
 
@@ -89,6 +90,8 @@ def run_hydra_command(command: str, rest: list):
     module, config_name = HYDRA_COMMANDS[command]
     if is_query(rest):  # --cfg job, --help, --info: Hydra only prints; answer without importing torch
         return answer(config_name, command, rest)
+    if command == "train":
+        register_run()  # counted among the live runs from launch on, so that two runs started together share the cores
     try:
         rest = prepare(command, config_name, rest)  # checked, and the run folder's policy, before Hydra writes
     except UserError as e:

@@ -12,6 +12,7 @@ import os
 import random
 import shlex
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from . import UserError, distributed
+from . import LAUNCHED, UserError, distributed
 from .assemble import assemble
 from .checkpoint import rng_state
 from .components.augment import Compose, compose, log_examples
@@ -42,6 +43,7 @@ from .monitor import Monitor, final_metrics
 from .naming import jobs_in_sweep
 from .run import Run
 from .speed import Speed, pick_device
+from .threads import register as register_run, share as share_threads
 
 log = logging.getLogger("deeprob")
 register_resolver()  # ${deeprob_record:...} (launch.prepare, for sweeps re-run into their folder)
@@ -283,7 +285,7 @@ class Job:
                 "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "preprocess": self.preprocess.state_dict(),
                 "classes": list(self.data.classes), "input_shape": list(self.data.shape),
-                "choices": self.choices, "rng": rng_state(self.order, self.noise)}
+                "choices": self.choices, "rng": rng_state(self.order, self.noise), "threads": torch.get_num_threads()}
 
 
 def build_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
@@ -312,7 +314,7 @@ def build_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     order = torch.Generator().manual_seed(cfg.trainer.seed)
     noise = torch.Generator(device).manual_seed(distributed.rank_seed(cfg.trainer.seed + 1))
     if run.resumed:
-        resume_state(run, average, optimizer, schedule, device, order, noise)
+        resume_state(run, average, optimizer, schedule, device, order, noise, cfg.trainer.threads)
     monitor = open_monitor(cfg, run, model, assembly.activation)
     if not run.resumed and distributed.is_main():
         log_start(cfg, monitor, choices, batch_size, train_split, augment, data, steps_per_epoch)
@@ -320,6 +322,7 @@ def build_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
                  "batch_size": batch_size,
                  "seed": cfg.trainer.seed, "world_size": distributed.world_size(),
                  "effective_batch_size": effective_batch, "choices": choices}
+    run.facts["startup_seconds"] = round(time.time() - LAUNCHED, 3)  # launch → the first step (`deeprob train`)
     show = cfg.log.progress is True or (cfg.log.progress == "auto" and not sweep and sys.stderr.isatty())
     return Job(cfg=cfg, choices=choices, device=device, speed=speed, data=data, train=train_split,
                preprocess=preprocess, augment=augment, model=model, net=net, regularizers=assembly.regularizers,
@@ -328,13 +331,16 @@ def build_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
                steps_per_epoch=steps_per_epoch, show=show)
 
 
-def resume_state(run: Run, average, optimizer, schedule, device, order, noise):
-    """A resumed run's weights, optimizer and schedule state, progress and generators, as its checkpoint left them."""
+def resume_state(run: Run, average, optimizer, schedule, device, order, noise, threads):
+    """A resumed run's weights, optimizer and schedule state, progress and generators, as its checkpoint left them
+    (and its thread count, unless trainer.threads sets one)."""
     average.model.load_state_dict(run.resumed["model"])  # the evaluated weights (the trained ones without averaging)
     average.load_state_dict(run.resumed.get("average", {}))  # the trained weights, where they differ
     optimizer.load_state_dict(run.resumed["optimizer"])
     schedule.load_state_dict(run.resumed["schedule"])
     run.restore(device, order, noise)
+    if threads is None:  # the interrupted run's own share: its numbers depend on the thread count
+        torch.set_num_threads(run.resumed.get("threads", torch.get_num_threads()))
     log.info("resumed %s at epoch %d, step %d", run.out, run.progress.epoch, run.progress.step)
 
 
@@ -400,12 +406,12 @@ def group_choices(cfg: DictConfig, runtime_choices) -> dict:
 
 
 def set_threads(threads, n_jobs):
-    """torch's CPU threads: as asked, else the cores shared out among a parallel launcher's jobs."""
-    if threads is None and n_jobs:
-        cores = os.cpu_count() or 1
-        threads = max(1, cores // (cores if n_jobs < 0 else n_jobs))
-    if threads:
-        torch.set_num_threads(threads)
+    """torch's CPU threads: as asked (trainer.threads, else OMP_NUM_THREADS), else this run's share of the usable
+    cores among a parallel launcher's jobs or the deeprob runs alive on this machine (threads.py says why)."""
+    register_run()
+    if threads is None and not n_jobs and os.environ.get("OMP_NUM_THREADS"):
+        return  # the user's own choice for every OpenMP program (torch's default reads it)
+    torch.set_num_threads(share_threads(threads, n_jobs))
 
 
 def percent(value) -> str:

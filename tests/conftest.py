@@ -27,6 +27,7 @@ os.environ["OMP_NUM_THREADS"] = "1"  # inherited by every CLI subprocess
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPROB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DEEPROB_REGISTRY", str(tmp_path / "registry"))  # live runs counted per test (threads.py)
 
 
 def run_cli(*args, cwd, check=True, env=None, timeout=300, real=False):

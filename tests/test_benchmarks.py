@@ -80,3 +80,23 @@ def check_bench_output(out: str):
     pipeline = re.findall(rf"^  (batched.*?|torchvision.*?)\s+{NUMBER}(?:\s|$)", out, re.M)
     assert len(pipeline) == 5 and all(float(rate) > 0 for _, rate in pipeline), out
     assert re.search(rf"^peak memory \(maxrss\) {NUMBER} MiB", out, re.M), out
+    (preset, bare, ratio), = re.findall(rf"^  experiment=fast\s+{NUMBER} images/s\s+bare loop\s+{NUMBER} images/s\s+"
+                                       rf"preset / bare = {NUMBER}", out, re.M)
+    assert float(preset) > 0 and float(ratio) == pytest.approx(float(preset) / float(bare), rel=0.01, abs=2e-3), out
+
+
+def test_overhead_line_compares_the_preset_with_the_bare_loop_on_tiny_settings(bench):
+    """bench_overhead.overhead on a few tiny steps: both rates positive, the printed ratio theirs."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        bench_overhead = importlib.import_module("bench_overhead")
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    tiny = ["experiment=fast", "dataset=synthetic", "dataset.num_train=320", "dataset.val_size=64",
+            "trainer.batch_size=64", "model.widths=[8,16]", "trainer.epochs=1", "trainer.device=cpu",
+            "log.progress=false", "tta=none"]
+    assert bench_overhead.bare_rate(tiny) > 0
+    line = bench_overhead.overhead(tiny, 1)
+    preset, bare, ratio = map(float, re.findall(rf"{NUMBER} images/s\s+bare loop\s+{NUMBER} images/s\s+preset / "
+                                                rf"bare = {NUMBER}", line)[0])
+    assert preset > 0 and bare > 0 and ratio == pytest.approx(preset / bare, rel=0.01, abs=2e-3)

@@ -192,14 +192,25 @@ def test_histograms_bin_an_even_sample_of_a_large_tensor_and_all_of_a_small_one(
 
 # ---------------------------------------------------------------- experiment presets
 
-def test_fast_preset_chooses_the_groups_it_names():
-    cfg = make_cfg("experiment=fast")
+def test_fast_sgd_preset_chooses_the_groups_it_names():
+    cfg = make_cfg("experiment=fast_sgd")
     assert cfg.preprocess._target_.endswith("PatchWhiten") and cfg.model.pool == "first"
     assert list(cfg.augment) == ["flip", "crop"]
     assert list(cfg.regularizer) == ["label_smoothing"] and cfg.optim.step_decay > 0  # decay of every parameter
     assert cfg.tta._target_.endswith("FlipTranslate") and cfg.schedule._target_.endswith("linear")
     assert cfg.average._target_.endswith("lookahead") and cfg.augment.flip.mode == "alternate"
     assert cfg.optim.nesterov is True and cfg.trainer.precision == "auto" and cfg.trainer.batch_size == 1024
+
+
+def test_fast_preset_is_fast_sgd_with_the_muon_records_changes():
+    """experiment=fast: experiment=fast_sgd's network, data path and TTA; optim=muon at batch 2000 for 8 epochs,
+    lr linearly to 0 without warmup, no averaging (airbench94_muon)."""
+    new, old = make_cfg("experiment=fast"), make_cfg("experiment=fast_sgd")
+    for key in ("model", "init", "preprocess", "augment", "regularizer", "tta", "activation", "log"):
+        assert new[key] == old[key], key
+    assert new.optim._target_.endswith("optim.Muon") and new.optim.lr == 0.24 and new.optim.momentum == 0.6
+    assert new.trainer.batch_size == 2000 and new.trainer.epochs == 8 and new.average._target_.endswith("none")
+    assert (new.schedule.warmup, new.schedule.start, new.schedule.peak, new.schedule.end) == (0, 1, 1, 0)
 
 
 def test_command_line_overrides_win_over_the_preset():
