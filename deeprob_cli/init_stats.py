@@ -196,6 +196,7 @@ def log_histograms(outputs, out: Path):
     """One TensorBoard histogram tag, activation/by_layer, whose step is the layer index (1 = first layer):
     the Histograms tab's offset view then stacks the layers like the lecture's figure."""
     from torch.utils.tensorboard import SummaryWriter
+    from tensorboard.data_compat import migrate_value
     from torch.utils.tensorboard.summary import histogram
 
     writer = SummaryWriter(str(out))
@@ -204,5 +205,6 @@ def log_histograms(outputs, out: Path):
         summary.value[0].metadata.summary_description = (  # the tag's description, shown beside its chart
             "Activation outputs of each layer of the stack right after initialization; step = layer index "
             "(1 = first layer). Offset view: how the distribution widens, collapses or saturates with depth.")
-        writer.file_writer.add_summary(summary, i)
+        summary.value[0].CopyFrom(migrate_value(summary.value[0]))  # the histogram plugin's own format: the fast
+        writer.file_writer.add_summary(summary, i)  # loader drops a legacy histogram's description
     writer.close()

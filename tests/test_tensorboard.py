@@ -32,10 +32,11 @@ INIT_STATS = ["init=xavier", "activation=tanh", "init_stats.dims=[64,64,64,64,64
 
 
 @contextmanager
-def tensorboard(logdir):
-    """A real `tensorboard` on a free port that has read every event file before it answers (blocking load)."""
-    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", "0",
-                             "--load_fast=false", "--reload_interval=0", "--reload_task=blocking"],
+def tensorboard(logdir, fast=False):
+    """A real `tensorboard` on a free port: with fast=False one that has read every event file before it answers
+    (blocking load); with fast=True the default loader a user gets (the Rust data server, loading in the background)."""
+    load = ["--reload_interval=0"] if fast else ["--load_fast=false", "--reload_interval=0", "--reload_task=blocking"]
+    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", "0", *load],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         lines = []
@@ -204,6 +205,42 @@ def test_augmentation_grid_is_captioned(board):
 
     image = Image.open(io.BytesIO(tb.get("plugin/images/individualImage?" + entry["query"], raw=True)))
     assert image.size == (8 * 17 + 1, 4 * 17 + 1)  # 8 columns × 4 rows of 16-pixel images, 1-pixel padding
+
+
+def test_captions_show_with_the_default_fast_loader(tmp_path, caplog):
+    """The fast loader drops a legacy image's or histogram's description: the augmentation grid and init-stats
+    histogram are written in their plugins' own format, so a user's plain `tensorboard --logdir` shows the captions,
+    and reading the events back (as `deeprob compare` does) warns of no summary "not associated with a plugin"."""
+    import logging
+    import time
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from deeprob_cli.components.augment import compose, log_examples
+
+    writer = SummaryWriter(str(tmp_path / "run"))
+    log_examples(writer, torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8), compose([]), 0)
+    writer.close()
+    log_histograms([torch.randn(50), torch.randn(50)], tmp_path / "init_stats")
+    with caplog.at_level(logging.WARNING):
+        EventAccumulator(str(tmp_path / "run")).Reload()
+    assert "oddly" not in caplog.text
+    with tensorboard(tmp_path, fast=True) as url:
+        tb = Board(url)
+        for _ in range(120):  # the data server loads in the background
+            images, histograms = tb.get("plugin/images/tags"), tb.get("plugin/histograms/tags")
+            if images and histograms:
+                break
+            time.sleep(0.25)
+        assert "Top row: 8 training images" in images["run"]["augment/examples"]["description"]
+        assert "step = layer index" in histograms["init_stats"]["activation/by_layer"]["description"]
+        (entry,) = tb.get("plugin/images/images", run="run", tag="augment/examples")
+        from PIL import Image
+
+        query = dict(urllib.parse.parse_qsl(entry["query"]))
+        image = Image.open(io.BytesIO(tb.get("plugin/images/individualImage", raw=True, **query)))
+        assert image.size == (8 * 17 + 1, 4 * 17 + 1)  # 8 columns × 4 rows of 16-pixel images, 1-pixel padding
 
 
 def test_init_stats_is_one_histogram_stepped_by_layer(board):
