@@ -262,3 +262,35 @@ def test_histograms_are_logged_at_the_snapshot_steps(board):
     series = tb.get("plugin/histograms/histograms", run=names["completed"], tag="activation/act1_1")
     # hist_every=3, 4 steps per epoch, 2 epochs: every third step and each epoch's last step
     assert [step for _, step, _ in series] == [0, 3, 6, 7]
+
+
+def test_hparams_columns_put_what_varies_first_and_show_overridden_numbers(tmp_path):
+    """Two jobs of a sweep over trainer.seed with optim.weight_decay set on the command line: the HParams tab
+    (the server's experiment, whose column order the tab keeps) lists trainer.seed first, logs weight_decay, and
+    leaves out a choice with no value (experiment=None)."""
+    from deeprob_cli.monitor import overridden_numbers
+
+    cfg = OmegaConf.create({"optim": {"lr": 0.1, "weight_decay": 5e-4}, "trainer": {"seed": 0}, "model": {"w": [8]}})
+    assert overridden_numbers(["optim.weight_decay=5e-4", "model.w=[8]", "activation=tanh", "+x.y=1"], cfg) == {
+        "optim.weight_decay": 5e-4}
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    for seed in (0, 1):
+        monitor = Monitor(tmp_path / f"trainer.seed={seed}", model, nn.ReLU, hist_every=0)
+        monitor.hparams({"activation": "relu", "augment": "flip", "experiment": None, "optim.weight_decay": 5e-4,
+                         "trainer.seed": seed}, final_metrics(val=True, test=False, tta=False), varied={"trainer.seed"})
+        monitor.finish("completed", {"val_acc": 0.5}, 4)
+    with tensorboard(tmp_path) as url:
+        experiment = Board(url).post("plugin/hparams/experiment", {"experimentName": ""})
+    names = [h["name"] for h in experiment["hparamInfos"]]
+    assert names[0] == "trainer.seed" and "optim.weight_decay" in names and "experiment" not in names
+
+
+def test_console_and_readme_link_tensorboard_with_smoothing_off():
+    """Smoothing 0.6 (TensorBoard's default) reads a 4-epoch val accuracy of 0.50 as 0.46: the links turn it off."""
+    from pathlib import Path
+
+    from deeprob_cli.monitor import LINK
+
+    assert "_smoothingWeight=0" in LINK and LINK.startswith("http://localhost:6006/#custom_scalars")
+    assert LINK in (Path(__file__).parents[1] / "README.md").read_text()
+    assert "LINK" in (Path(__file__).parents[1] / "deeprob_cli" / "train.py").read_text()
