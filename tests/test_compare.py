@@ -307,7 +307,16 @@ def test_a_repeated_seed_counts_once_in_the_table_and_the_figure(tmp_path, capsy
     for seed, acc in enumerate(A):
         make_run(tmp_path / f"a{seed}", seed=seed, val_acc=acc, curve=[acc])
     again = make_run(tmp_path / "a0-again", seed=0, val_acc=0.86, curve=[0.86])  # the newest run of seed 0
-    out, err = compare_main(capsys, tmp_path, "--out", tmp_path / "c.png")
+    drawn = []
+    real_plot = compare.plot
+    compare.plot = lambda entries, out, title="": drawn.extend(entries) or real_plot(entries, out, title)
+    try:
+        out, err = compare_main(capsys, tmp_path, "--out", tmp_path / "c.png")
+    finally:
+        compare.plot = real_plot
+    (entry,) = drawn  # the figure's band: the same 3 seeds as the table's n, seed 0 from its newest run
+    assert "(n=3)" in entry["label"] and len(entry["curves"]) == 3
+    assert sorted(round(c["val/acc"][1][0], 6) for c in entry["curves"]) == [0.81, 0.82, 0.86]
     mean = (0.86 + 0.82 + 0.81) / 3
     assert f"| 3 | 0,1,2 | 3 completed | {mean:.4f} ± " in out  # not 4 completed, not seed 0's older value
     assert (f"deeprob compare: warning: all runs: seed 0 was run 2 times; counted once, from {again} (completed); "
