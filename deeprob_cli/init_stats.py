@@ -168,8 +168,8 @@ def plot_histograms(outputs, stats, title: str, path: Path):
             ax.text(0.97, 0.95, f"{zeros:.0%} exactly 0\n(not drawn)", transform=ax.transAxes, ha="right",
                     va="top", fontsize=8, color="dimgrey")
         ax.tick_params(labelsize=7)
-        ax.set_yticks([])
         ax.set_xlabel("output value", fontsize=8)
+    axes[0].set_ylabel("count (outputs per bin)", fontsize=8)  # each panel its own count scale
     headline, details = _split_title(title)
     fig.suptitle(headline, fontsize=11)
     if details:
@@ -189,7 +189,9 @@ def _split_title(title: str):
     init, init_params, act, act_params, stack, rest = match.groups()
     details = [f"init: {init_params}" if init_params else "", f"activation: {act_params}" if act_params else "",
                (rest or "").lstrip(", ")]
-    return f"init={init}, activation={act}: {stack}", "  ·  ".join(d for d in details if d)
+    std = re.search(r"(?:^|, )(std=[^,]+)", init_params or "")  # the lecture's knob (init=normal): in the headline
+    return (f"init={init}{' ' + std.group(1) if std else ''}, activation={act}: {stack}",
+            "  ·  ".join(d for d in details if d))
 
 
 def log_histograms(outputs, out: Path):

@@ -84,3 +84,17 @@ def test_init_stats_histograms_leave_exact_zeros_out_and_say_how_many(tmp_path):
 
 def test_an_unexpected_title_is_kept_whole():
     assert _split_title("something else") == ("something else", "")
+
+
+def test_init_stats_figure_names_the_init_std_and_has_a_count_axis(tmp_path):
+    """`deeprob init-stats init=normal init.std=0.05`: the std is the lecture's knob, so it is in the headline;
+    each panel has labelled count ticks."""
+    title = "init=normal(mean=0.0, std=0.05)  activation=Tanh  4 layers of 512, batch 16, seed 0"
+    assert _split_title(title)[0] == "init=normal std=0.05, activation=Tanh: 4 layers of 512"
+    outputs = [torch.randn(16, 512) for _ in range(2)]
+    stats = [{"layer": i + 1, "mean": 0.0, "std": 1.0} for i in range(2)]
+    fig = plot_histograms(outputs, stats, title, tmp_path / "h.png")
+    fig.draw_without_rendering()
+    assert fig._suptitle.get_text().startswith("init=normal std=0.05")
+    assert fig.axes[0].get_ylabel().startswith("count")
+    assert all(any(t.get_text() for t in ax.get_yticklabels()) for ax in fig.axes)
