@@ -32,9 +32,9 @@ from .components.optim import param_groups
 from .config import CONFIG_DIR, build, check, selected, smallest_image
 from .data import load_data
 from .evaluate import evaluate, final_scores
-from .monitor import Monitor, final_metrics
+from .monitor import LINK, Monitor, final_metrics, overridden_numbers
 from . import run as run_module
-from .naming import jobs_in_sweep
+from .naming import jobs_in_sweep, swept_keys
 from .run import (SIGNALS, Diverged, Interrupted, Run, Stopped, _quote, discard, read_summary, release_all,
                   write_json)
 from .speed import Speed, pick_device
@@ -321,7 +321,8 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     net = distributed.wrap(speed.prepare(model), cfg.trainer.sync_bn, cfg.trainer.seed)  # DDP under torchrun
     params = sum(p.numel() for p in model.parameters())
     if distributed.is_main() and not sweep:
-        log.info("run folder %s  (follow it: tensorboard --logdir %s)", run.out, shlex.quote(str(run.out)))
+        log.info("run folder %s  (follow it: tensorboard --logdir %s, then %s)", run.out, shlex.quote(str(run.out)),
+                 LINK)  # smoothing 0: epoch points as measured
     log.info("%s: %d parameters, %d train / %d val images of shape %s, device %s", type(model).__name__, params,
              len(data.train), len(data.val or []), data.shape, device)
 
@@ -350,13 +351,16 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
                        purge_step=run.progress.step if run.resumed else None)
                if distributed.is_main() else distributed.Silent())
     if not run.resumed and distributed.is_main():
-        monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
+        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+        varied = (swept_keys(HydraConfig.get().sweep.dir) if sweep else {}) or [o.split("=")[0].lstrip("+~")
+                                                                                 for o in overrides]
+        monitor.hparams({**overridden_numbers(overrides, cfg),
+                         **{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
                          "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
                          "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed},
                         final_metrics(data.val is not None, data.test is not None, choices.get("tta") != "none"),
-                        steps_per_epoch)
+                        steps_per_epoch, varied)
         log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
-        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
         monitor.text(OmegaConf.to_yaml(cfg, resolve=True), " ".join(["deeprob train", *overrides]))  # the Text tab
     run.facts = {"device": str(device), **speed.record(), "threads": torch.get_num_threads(), "params": params,
                  "batch_size": batch_size,
