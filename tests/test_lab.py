@@ -352,3 +352,13 @@ def test_claim_folder_with_results_is_refused(tmp_path):
     (tmp_path / "verdict.json").write_text("{}")
     with pytest.raises(UserError, match="already holds results"):
         lab.run_claim(lab.CLAIMS["saturation"], TINY, tmp_path)
+
+
+def test_mean_image_scale_keeps_krizhevsky_s_0_to_255_inputs():
+    from deeprob_cli.components.preprocess import MeanImage
+
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x = images.float().div(255)
+    plain, scaled = MeanImage().fit(images)(x), MeanImage(scale=255).fit(images)(x)
+    assert torch.allclose(scaled, 255 * plain) and torch.allclose(scaled, images.float() - images.float().mean(0),
+                                                                  atol=1e-3)

@@ -282,12 +282,12 @@ def figure(*shape, size=(6, 4)):
     return fig, axes
 
 
-def save(fig, folder, title: str):
+def save(fig, folder, title: str, name: str = "figure.png"):
     import matplotlib.pyplot as plt
 
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(folder / "figure.png", dpi=100)
+    fig.savefig(folder / name, dpi=100)
     plt.close(fig)
 
 
