@@ -34,6 +34,8 @@ SATURATED_LAYER = 4  # of the 8: gradients of layers 1–3 pass through it
                                     "gradient, one at 0 passes 0.25 (direction)", unit="log10 ratio"),
         "slope_bound": Test(+1, "lecture: σ'(x) ≤ 1/4, so every sigmoid layer passes back at most a quarter of "
                                 "the signal a ReLU's slope 1 passes (direction only, no size)", unit="log10 ratio")},
+       practice="Keep units out of their flat tails (inputs and init that keep pre-activations near 0, or a "
+                "non-saturating activation): a saturated layer throttles the gradient of every layer below it.",
        compares=("activation",), seeds=5)
 def saturation(ctx):
     norms = {name: [] for name in ("sigmoid", "tanh", "relu", "sigmoid_saturated")}
@@ -81,6 +83,9 @@ def one_sign_rows(grad) -> float:
                              "zero-centred x, 256 entries share one sign with probability ≈ 2^-255 (share ≈ 0)",
                          unit="share of rows", exact=1.0,
                          identity="∂L/∂w_ij = δ_i·x_j with every x_j = σ(·) > 0: a row has δ_i's sign")},
+       practice="Sigmoid outputs make all of a unit's weight gradients share one sign per example, so its weights can "
+                "only zig-zag toward a mixed-sign solution: prefer zero-centred activations (tanh, ReLU-family with "
+                "normalization).",
        compares=("activation",), seeds=5)
 def not_zero_centred(ctx):
     base = ["experiment=lab_mlp", "model.depth=2"]
@@ -127,8 +132,10 @@ CELLS = {"krizhevsky": (KRIZHEVSKY, 0.5, 12, (0.0001, 0.0003, 0.001, 0.003, 0.01
        {"krizhevsky_speedup": Test(+1, "Krizhevsky et al. 2012, Fig. 1: a 4-layer CNN with ReLU reaches 25 % training "
                                        "error on CIFAR-10 six times faster than with tanh (ratio 6, 'varies with "
                                        "architecture')", size=math.log(6), unit="ln(steps ratio)"),
-        "kaiming_standardized_speedup": Test(+1, "as above, outside the literature's regime (Kaiming init, standardized "
-                                                 "inputs)", size=math.log(6), unit="ln(steps ratio)")},
+        "kaiming_standardized_speedup": Test(+1, "as above, outside the literature's regime (Kaiming init, "
+                                                 "standardized inputs)", size=math.log(6), unit="ln(steps ratio)")},
+       practice="The 6× speed-up is a property of a regime (small init, raw-scale inputs) more than of ReLU: with "
+                "Kaiming init and standardized inputs, check before assuming tanh is slow.",
        compares=("activation", "init", "preprocess"), seeds=5,
        premise="in Krizhevsky et al.'s regime ReLU reaches 50 % training error (first seed, pilot lr, cap 600 steps)")
 def relu_speed(ctx):
@@ -286,6 +293,8 @@ CONDITIONS = {"baseline": ("relu", 0.0), "large_lr": ("relu", 0.0), "negative_bi
                            margin=0.1),
         "leaky_recovers": Test(+1, "Maas et al. 2013: leaky ReLU keeps a gradient α·δ for x < 0 (direction only)",
                                unit="share recovered")},
+       practice="Watch the share of dead units after a large learning rate or a negative bias: dead units stay dead, "
+                "leaky ReLU brings them back.",
        compares=("activation", "init.bias"), seeds=5)
 def dead_relu(ctx):
     spec = ctx.spec()
@@ -296,7 +305,8 @@ def dead_relu(ctx):
     jobs = {c: [(spec, seed, large if c == "large_lr" else 0.01, *arm, STAYS_STEPS * (c == "large_lr"))
                 for seed in ctx.seeds] for c, arm in CONDITIONS.items()}
     flat = ctx.map(dead_run, [job for c in CONDITIONS for job in jobs[c]])
-    runs = {c: dict(zip(ctx.seeds, flat[i * len(ctx.seeds):(i + 1) * len(ctx.seeds)])) for i, c in enumerate(CONDITIONS)}
+    n = len(ctx.seeds)
+    runs = {c: dict(zip(ctx.seeds, flat[i * n:(i + 1) * n])) for i, c in enumerate(CONDITIONS)}
     diverged = {c: [seed for seed, r in rs.items() if r["diverged"]] for c, rs in runs.items()}
     if any(diverged.values()):
         ctx.note(f"diverged runs, not scored: {diverged}")
@@ -334,8 +344,10 @@ def dead_samples(ctx, runs) -> dict:
 
     zero = [r["zero_grad"] for c in ("large_lr", "negative_bias") for r in runs[c].values()  # every bad run's
             if not r["diverged"] and not math.isnan(r["zero_grad"])]
-    still = [r["still_dead"] for r in runs["large_lr"].values() if not r["diverged"] and not math.isnan(r["still_dead"])]
-    return {"large_lr": pair("large_lr", "baseline", "dead"), "negative_bias": pair("negative_bias", "baseline", "dead"),
+    still = [r["still_dead"] for r in runs["large_lr"].values()
+             if not r["diverged"] and not math.isnan(r["still_dead"])]
+    return {"large_lr": pair("large_lr", "baseline", "dead"),
+            "negative_bias": pair("negative_bias", "baseline", "dead"),
             "never_updates": (zero, None), "stays_dead": (still, [1.0] * len(still)),
             "leaky_recovers": pair("leaky_negative_bias", "negative_bias", "recovered")}
 
@@ -368,6 +380,8 @@ ACT_BASE = ["experiment=lab_mlp", "model.depth=3", "model.width=256"]
                                        "2016; Clevert et al. 2016; Klambauer et al. 2017)",
                                    unit="accuracy − ReLU's", margin=SIMILAR)
            for name in ("gelu", "elu", "selu")}},
+       practice="Default to ReLU; GELU, ELU and SELU are interchangeable within the margin shown; sigmoid costs "
+                "accuracy in hidden layers.",
        compares=("activation",), seeds=5)
 def activations(ctx):
     spec = ctx.spec()
@@ -401,8 +415,8 @@ SELU_MARGIN = math.log(1.25)  # non-inferior: SELU's final training loss at most
 
 
 @claim("selu_deep", "SELU trains a deep fully connected network without batch normalization.",
-       """A 32-layer MLP (128 units) on 1,000 training images: SELU with LeCun init (init=kaiming at SELU's gain 1) and no
-       normalization vs ReLU with Kaiming init and batch norm after every layer, and ReLU with Kaiming init
+       """A 32-layer MLP (128 units) on 1,000 training images: SELU with LeCun init (init=kaiming at SELU's gain
+       1) and no normalization vs ReLU with Kaiming init and batch norm after every layer, and ReLU with Kaiming init
        without normalization as the control that should fail. Each arm at its own lr (the pilot grid 0.003–0.1,
        one pilot seed, 300 annealed steps, lowest final training loss), then 1,200 SGD steps with the lr falling
        linearly to 0. Decided on ln of the final cross-entropy over the whole training subset (Klambauer et al.
@@ -416,6 +430,8 @@ SELU_MARGIN = math.log(1.25)  # non-inferior: SELU's final training loss at most
                                unit="ln loss(BN ReLU) − ln loss(SELU)"),
         "beats_plain_relu": Test(+1, "He et al. 2015 / Klambauer et al. 2017: without normalization a deep ReLU net "
                                      "trains poorly (direction)", unit="ln loss(plain ReLU) − ln loss(SELU)")},
+       practice="A deep fully connected net without batch norm can be trained with SELU and LeCun init where plain "
+                "ReLU fails; batch norm remains the reference.",
        compares=("activation", "model.norm", "init"), seeds=5)
 def selu_deep(ctx):
     spec = ctx.spec()
@@ -433,7 +449,8 @@ def selu_deep(ctx):
     axes[0, 0].set(xlabel="layer", ylabel="std of SELU activations at init", ylim=(0, 2))
     bars(axes[0, 1], loss, "ln training loss after training")
     save(fig, ctx.folder, "selu_deep: 32 layers, SELU without BN vs ReLU with and without BN")
-    return {"trains_like_bn": (loss["relu_bn"], loss["selu"]), "beats_plain_relu": (loss["relu_plain"], loss["selu"])}, \
+    return {"trains_like_bn": (loss["relu_bn"], loss["selu"]),
+            "beats_plain_relu": (loss["relu_plain"], loss["selu"])}, \
         {"ln_train_loss": loss, "lr": best, "selu_std_per_layer": stds}
 
 

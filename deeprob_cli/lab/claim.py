@@ -51,10 +51,11 @@ class Claim:
     measure: Callable  # (Context) -> (samples {part: (a, b or None)}, numbers {...}); draws figure.png
     seeds: int = LEAST_SEEDS  # planned paired seeds; lab.seeds may only raise it (then the result is exploratory)
     premise: str = ""  # the regime the comparison needs, checked on the first seed (Context.premise)
+    practice: str = ""  # one sentence: what the claim means for someone training a network
 
 
 def claim(name: str, statement: str, design: str, tests: dict, compares=(), seeds: int = LEAST_SEEDS,
-          premise: str = ""):
+          premise: str = "", practice: str = ""):
     """Register the decorated measure as claim `name`, declared together with its statement, design and tests."""
     comparative = any(t.exact is None for t in tests.values())
     if comparative and seeds < LEAST_SEEDS:
@@ -62,7 +63,7 @@ def claim(name: str, statement: str, design: str, tests: dict, compares=(), seed
 
     def register(measure):
         CLAIMS[name] = Claim(name, statement, " ".join(design.split()), dict(tests), tuple(compares), measure,
-                             seeds, " ".join(premise.split()))
+                             seeds, " ".join(premise.split()), practice)
         return measure
     return register
 

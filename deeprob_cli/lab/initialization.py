@@ -35,6 +35,8 @@ STACK_CASES = {"normal_0.01_tanh": ["init=normal", "init.std=0.01", "activation=
         "xavier_tanh_fits": Test(+1, "Glorot & Bengio 2010, eq. 16 and Fig. 6: normalized init keeps tanh's activation "
                                      "variance across layers (log2 = 0; decided within a factor 2)",
                                  unit="log2 std ratio last/first", margin=1.0, equivalence=True)},
+       practice="Match the init to the activation (Kaiming for ReLU, Xavier for tanh) and check the activation std "
+                "per layer at init: small constant stds vanish, and even Xavier + tanh drifts slowly with depth.",
        compares=("activation", "init"), seeds=5)
 def init_depth(ctx):
     from ..init_stats import build_stack, layer_outputs, layer_stats
@@ -80,6 +82,8 @@ def init_depth(ctx):
                                     "float rounding", unit="relative spread", exact=1e-5,
                                 identity="identical units get identical gradients (symmetry is never broken)"),
         "random_differs": Test(+1, "random init breaks the symmetry (direction)", unit="relative spread")},
+       practice="Never initialize weights to a constant: the units of a layer stay copies of each other however long "
+                "you train.",
        compares=("init",), seeds=5, premise="the zero-initialized weights moved in training (‖fc1‖ > 0)")
 def zero_init(ctx):
     base = ["experiment=lab_mlp", "model.depth=2", "model.width=64", "activation=sigmoid"]
@@ -124,6 +128,8 @@ RESNET = ["model=resnet", "model.depth=56"]
         "zero_keeps": Test(-1, "with F = 0 a block is relu(x) = x for x ≥ 0: growth exactly 1 (Goyal et al. 2017 "
                                "§5.1)", unit="|growth − 1|", exact=0.01,
                            identity="a block with F = 0 is relu(x) = x on the stem's non-negative output")},
+       practice="Zero-initialize the last layer of each residual branch so a deep ResNet starts as the identity "
+                "instead of growing its variance block by block.",
        compares=("init.zero_residual", "model"), seeds=5)
 def residual_init(ctx):
     s = setting(ctx.cfg(*RESNET), 64)
@@ -173,6 +179,8 @@ DEEP = 30  # He et al. 2015, Fig. 3: the 30-layer plain net
                                         "(direction)", unit="training loss"),
         "beats_small": Test(+1, "lecture: std 0.01 shrinks the signal ×0.01·√256 = 0.16 per layer (direction)",
                             unit="training loss")},
+       practice="For a deep plain ReLU net use Kaiming init: Xavier or small Gaussian inits stall even at a larger "
+                "learning rate.",
        compares=("init",), seeds=5)
 def kaiming_deep(ctx):
     spec = ctx.spec()

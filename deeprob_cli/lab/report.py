@@ -98,6 +98,8 @@ def claim_section(v: dict, root: Path) -> list:
         lines += parts_table(v)
         lines += ["", "Literature: " + "; ".join(f"*{p}*: {r['literature']['source']}" for p, r in v["parts"].items())]
     lines += ["", f"**Verdict: {v['verdict']}** — {v['reason']} ({v.get('seconds', 0):.0f} s)."]
+    if v.get("practice"):
+        lines += ["", f"**In practice** (if the verdict holds): {v['practice']}"]
     if v.get("notes"):
         lines += ["", "Run notes: " + "; ".join(v["notes"]) + "."]
     return lines + ["", "```", v["command"], "```"]

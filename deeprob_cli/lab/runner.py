@@ -69,7 +69,8 @@ def _run_claim(claim, overrides, out: Path, scale: float, seeds: int, log, worke
                                 "n_seeds": 1, "planned_seeds": claim.seeds, "p": None,
                                 "literature": {"size": None, "source": ""}}
     lab_args = [f"lab.scale={scale}"] * (scale != 1.0) + [f"lab.seeds={seeds}"] * (seeds != claim.seeds)
-    verdict = {"claim": claim.name, "statement": claim.statement, "design": claim.design, **decided,
+    verdict = {"claim": claim.name, "statement": claim.statement, "design": claim.design, "practice": claim.practice,
+               **decided,
                "premise": ctx.premise_result, "exploratory": seeds != claim.seeds or scale != 1.0,
                "numbers": numbers, "notes": ctx.notes,
                "command": shlex.join(["deeprob", "lab", claim.name, *overrides, *lab_args]),
