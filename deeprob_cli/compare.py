@@ -442,9 +442,10 @@ def style(i: int) -> dict:
     return {"color": matplotlib.colormaps["tab20"](2 * hue + shade), "linestyle": ("-", "--", ":", "-.")[(i // 20) % 4]}
 
 
-def draw(entries, title: str = ""):
+def draw(entries, title: str = "", notes=()):
     """The figure: validation accuracy and training loss against epochs, one line (with its 95 % band over seeds)
-    per entry {label, curves: [one dict per run], completed}; the legend outside the axes, to the right."""
+    per entry {label, curves: [one dict per run], completed}; the legend outside the axes, to the right; the title
+    and the verdict lines (noise_notes) above the axes. Accuracy as a fraction, as the table prints it."""
     from matplotlib import ticker
     from matplotlib.figure import Figure
 
@@ -467,30 +468,39 @@ def draw(entries, title: str = ""):
                 finite_losses += [v for v in mean if math.isfinite(v) and v > 0]
         axes[0].plot([], [], label=entry["label"], **s)  # one legend entry per line, even without a curve
     axes[0].set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy (per epoch)")
-    axes[1].set(xlabel="epoch", ylabel="training loss (log scale)", title="training loss (per step)")
-    axes[1].set_yscale("log")
-    # plain numbers (0.6, 2 — not 6×10⁻¹); minor ticks labelled only where the axis spans few decades
-    axes[1].yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    axes[1].yaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
+    # a log axis only where the losses span a decade or more; within one decade a linear axis with plain ticks
+    # (a log axis there labels 2, 3, 4 only, and final losses of 1.25-1.8 cannot be read)
+    spread = max(finite_losses) / min(finite_losses) if finite_losses else 1.0
+    log_scale = spread >= 10
+    axes[1].set(xlabel="epoch", ylabel="training loss" + (" (log scale)" if log_scale else ""),
+                title="training loss (per step)")
+    if log_scale:
+        axes[1].set_yscale("log")
+        axes[1].yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # 0.6, 2 — not 6×10⁻¹
+        axes[1].yaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
+    else:
+        axes[1].yaxis.set_major_locator(ticker.MaxNLocator(nbins=10))
     axes[0].xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     if finite_losses:  # a diverged run's 1e20 must not squash the completed runs' curves
-        axes[1].set_ylim(min(finite_losses) / 1.2, max(finite_losses) * 1.5)
+        low, high = min(finite_losses), max(finite_losses)
+        axes[1].set_ylim(*((low / 1.2, high * 1.5) if log_scale else (max(0.0, low - 0.1 * (high - low)),
+                                                                        high + 0.1 * (high - low))))
     for ax in axes:
         ax.grid(alpha=0.3)
     if entries:
         several = any(len(e["curves"]) > 1 for e in entries)
         fig.legend(loc="outside right upper", fontsize=8, frameon=False,
                    title="mean and 95 % band over seeds" if several else None, title_fontsize=8)
-    if title:
-        fig.suptitle(title)
+    if title or notes:
+        fig.suptitle("\n".join([title, *notes]).strip("\n"), fontsize=9 if notes else None)
     return fig
 
 
-def plot(entries, out: Path, title: str = ""):
+def plot(entries, out: Path, title: str = "", notes=()):
     """Draw and write the figure atomically: an interruption leaves the previous file (or none), never half."""
     from .checkpoint import atomic_write
 
-    fig = draw(entries, title)
+    fig = draw(entries, title, notes)
     out.parent.mkdir(parents=True, exist_ok=True)
     image = io.BytesIO()
     fig.savefig(image, dpi=120, format=out.suffix.lower()[1:])
@@ -531,7 +541,7 @@ def compare(args=None):
     if repeated and not ns.runs:
         configs.sort(key=lambda g: key(estimate(g["runs"], ns.metric).mean if values(g["runs"], ns.metric) else None))
         say(config_table(configs, columns, ns.metric, ns.csv), end="")
-        notes = noise_notes(configs, ns.metric)
+        notes = noise_notes(configs, ns.metric)  # the verdicts, also in the figure's title
         if notes:  # kept out of a CSV on stdout
             say("\n".join(notes) if ns.csv else "\n" + "\n".join(notes), file=sys.stderr if ns.csv else None)
         entries = []
@@ -547,8 +557,11 @@ def compare(args=None):
                   "(add trainer.seed=0,1,2 to the sweep) for 95 % intervals", file=sys.stderr)
         entries = [{"label": label(r, columns) + ("" if r["status"] == "completed" else f" [{r['status']}]"),
                     "curves": [by_run[r["run"]]], "completed": r["status"] == "completed"} for r in rows]
+    n = len(configs) if repeated and not ns.runs else len(rows)
+    title = (f"deeprob compare: {n} {'configurations' if repeated and not ns.runs else 'runs'}, by {ns.metric}"
+             f" (accuracy as a fraction)")
     try:
-        plot(entries, out)
+        plot(entries, out, title, notes if repeated and not ns.runs else ())
     except OSError as e:  # e.g. a read-only folder: the table above is still printed
         raise UserError(f"--out: cannot write {out} ({e.strerror or e}); choose another --out") from None
     print(f"curves: {out}", file=sys.stderr)

@@ -153,8 +153,8 @@ def plot_histograms(outputs, stats, title: str, path: Path):
             ax.text(0.97, 0.95, f"{zeros:.0%} exactly 0\n(not drawn)", transform=ax.transAxes, ha="right",
                     va="top", fontsize=8, color="dimgrey")
         ax.tick_params(labelsize=7)
-        ax.set_yticks([])
         ax.set_xlabel("output value", fontsize=8)
+    axes[0].set_ylabel("count (outputs per bin)", fontsize=8)  # each panel its own count scale
     headline, details = _split_title(title)
     fig.suptitle(headline, fontsize=11)
     if details:
@@ -174,13 +174,16 @@ def _split_title(title: str):
     init, init_params, act, act_params, stack, rest = match.groups()
     details = [f"init: {init_params}" if init_params else "", f"activation: {act_params}" if act_params else "",
                (rest or "").lstrip(", ")]
-    return f"init={init}, activation={act}: {stack}", "  ·  ".join(d for d in details if d)
+    std = re.search(r"(?:^|, )(std=[^,]+)", init_params or "")  # the lecture's knob (init=normal): in the headline
+    return (f"init={init}{' ' + std.group(1) if std else ''}, activation={act}: {stack}",
+            "  ·  ".join(d for d in details if d))
 
 
 def log_histograms(outputs, out: Path):
     """One TensorBoard histogram tag, activation/by_layer, whose step is the layer index (1 = first layer):
     the Histograms tab's offset view then stacks the layers like the lecture's figure."""
     from torch.utils.tensorboard import SummaryWriter
+    from tensorboard.data_compat import migrate_value
     from torch.utils.tensorboard.summary import histogram
 
     writer = SummaryWriter(str(out))
@@ -189,5 +192,6 @@ def log_histograms(outputs, out: Path):
         summary.value[0].metadata.summary_description = (  # the tag's description, shown beside its chart
             "Activation outputs of each layer of the stack right after initialization; step = layer index "
             "(1 = first layer). Offset view: how the distribution widens, collapses or saturates with depth.")
-        writer.file_writer.add_summary(summary, i)
+        summary.value[0].CopyFrom(migrate_value(summary.value[0]))  # the histogram plugin's own format: the fast
+        writer.file_writer.add_summary(summary, i)  # loader drops a legacy histogram's description
     writer.close()

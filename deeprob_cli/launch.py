@@ -151,6 +151,9 @@ def complete(args):
     return 0
 
 
+ABBREVIATION = r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)(?<!\bcf)(?<!\bvs)"  # not a sentence's end before ". "
+
+
 def first_sentence(path) -> str:
     """The first sentence of an option's header comment (which may run over several lines)."""
     text = []
@@ -160,8 +163,8 @@ def first_sentence(path) -> str:
         if "@package" not in line:
             text.append(line.lstrip("# ").strip())
     joined = " ".join(text)
-    end = joined.find(". ")
-    joined = joined if end < 0 else joined[:end + 1]
+    end = re.search(ABBREVIATION + r"\.\s", joined)  # "He et al. 2016" does not end a sentence
+    joined = joined if end is None else joined[:end.start() + 1]
     return joined if len(joined) <= 150 else joined[:joined.rfind(" ", 0, 148)] + " …"
 
 

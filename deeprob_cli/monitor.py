@@ -44,6 +44,10 @@ HIST_SAMPLES = 1 << 16  # values binned per histogram at most (activation maps h
 # summary.json numbers written at the end as final/<key> scalars: the HParams tab's metric columns
 FINAL = ("val_acc", "test_acc", "train_loss", "train_acc", "val_loss", "val_acc_tta", "test_acc_tta")
 SPLITS = ("train", "val", "test")  # a tag "val/acc" is written as "acc" by the RUN/val writer
+# where to look, as printed by a run and the README: TensorBoard's default smoothing (0.6, an exponential moving
+# average) drags a curve of a few epoch points far from the measured values (val accuracy read 0.46 for 0.50 at
+# 4 epochs): smoothing 0 shows each epoch's value as measured
+LINK = "http://localhost:6006/#custom_scalars&_smoothingWeight=0"
 # steps per epoch, for `deeprob compare` to place epochs exactly (also for a run that never ended an epoch);
 # a tensor of a plugin of our own, so no TensorBoard dashboard shows it
 EPOCH_LENGTH = "deeprob/steps_per_epoch"
@@ -76,6 +80,27 @@ def final_metrics(val: bool, test: bool, tta: bool) -> list:
     that no run has."""
     return [k for k in FINAL if (val or not k.startswith("val_")) and (test or not k.startswith("test_"))
             and (tta or not k.endswith("_tta"))]
+
+
+def overridden_numbers(overrides, cfg) -> dict:
+    """{key: value} of the command line's overrides (`optim.weight_decay=5e-4`) whose composed value is a number:
+    logged as HParams columns beside the choices, so a run's changed setting is visible there."""
+    found = {}
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        value = _select(cfg, key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            found[key] = value
+    return found
+
+
+def _select(cfg, key):
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.select(cfg, key, default=None)
+    except Exception:  # a key that is not a plain path (a Hydra-only override)
+        return None
 
 
 def wait_past_event_files(logdir: Path):
@@ -202,14 +227,18 @@ class Monitor:
         for i, loss in enumerate(torch.stack(losses).tolist()):
             self.split("train").add_scalar("loss", loss, first_step + i)
 
-    def hparams(self, values: dict, metrics=FINAL, steps_per_epoch: int | None = None):
+    def hparams(self, values: dict, metrics=FINAL, steps_per_epoch: int | None = None, varied=()):
         """Declare the run's hyperparameters and the final/<key> metrics it can have (final_metrics); `finish`
-        writes the session's end. steps_per_epoch is recorded for `deeprob compare` (EPOCH_LENGTH)."""
+        writes the session's end. steps_per_epoch is recorded for `deeprob compare` (EPOCH_LENGTH). The keys in
+        `varied` (what a sweep varies, else what the user set) are marked as differing, and TensorBoard's HParams
+        tab orders such columns first; a None value (no experiment preset) is left out."""
+        values = {k: v for k, v in values.items() if v is not None}
         kinds = {bool: ("bool_value", api_pb2.DATA_TYPE_BOOL), int: ("number_value", api_pb2.DATA_TYPE_FLOAT64),
                  float: ("number_value", api_pb2.DATA_TYPE_FLOAT64), str: ("string_value", api_pb2.DATA_TYPE_STRING)}
         clean = {k: (v if type(v) in kinds else str(v)) for k, v in values.items()}
         experiment = api_pb2.Experiment(
-            hparam_infos=[api_pb2.HParamInfo(name=k, type=kinds[type(v)][1]) for k, v in clean.items()],
+            hparam_infos=[api_pb2.HParamInfo(name=k, type=kinds[type(v)][1], differs=k in varied)
+                          for k, v in clean.items()],
             metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=f"final/{key}"), display_name=key)
                           for key in metrics])
         start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())

@@ -88,22 +88,34 @@ def align_zero(ax, twin):
 
 
 def draw(configs: dict) -> Figure:
-    """One sheet: a panel per activation, f on the left axis (solid) and f' on its own right axis (dashed),
-    each with its own limits so that a derivative of at most 1 is not flattened by an f that reaches 6."""
+    """One sheet: a panel per activation, f on the left axis (solid) and f' on the right axis (dashed). f' has one
+    range on every panel, so sigmoid's peak of 1/4 stands a quarter as tall as tanh's 1 (the lecture's point about
+    vanishing gradients); y = 0 is at one height on every axis."""
     x = torch.linspace(*X_RANGE, POINTS, dtype=torch.float64)
     cols = 5
     rows = -(-len(configs) // cols)
     fig = Figure(figsize=(3.4 * cols, 2.9 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
+    modules = {name: instantiate(node, _partial_=False) for name, node in configs.items()}
+    drawn = {name: curves(module, x) for name, module in modules.items()}
+    d_lo = min(0.0, *(float(dy.min()) for _, dy in drawn.values()))
+    d_hi = max(float(dy.max()) for _, dy in drawn.values())
+    pad = 0.08 * (d_hi - d_lo)
+    d_lo, d_hi = d_lo - pad if d_lo < 0 else d_lo, d_hi + pad
+    f_limits = {}
+    for name, (y, _) in drawn.items():
+        pad = 0.08 * max(float(y.max() - y.min()), 1e-3)
+        f_limits[name] = (min(0.0, float(y.min()) - pad), max(0.0, float(y.max()) + pad))
+    # the zero's height as a share of every axis: the largest any panel's f or the shared f' range needs
+    share = max(-d_lo / (d_hi - d_lo), *(-lo / (hi - lo) for lo, hi in f_limits.values()))
     for ax, (name, node) in zip(axes.flat, configs.items()):
-        module = instantiate(node, _partial_=False)
-        y, dy = curves(module, x)
+        module, (y, dy) = modules[name], drawn[name]
         twin = ax.twinx()
         ax.plot(x, y, color="tab:blue", label="f(x) (left axis)")
-        twin.plot(x, dy, color="tab:red", linestyle="--", label="f'(x) (right axis)")
-        pad = 0.08 * max(float(dy.max() - dy.min()), 1e-3)
-        twin.set_ylim(float(dy.min()) - pad, float(dy.max()) + pad)
-        align_zero(ax, twin)
+        twin.plot(x, dy, color="tab:red", linestyle="--", label="f'(x) (right axis, one range on every panel)")
+        twin.set_ylim(min(d_lo, -share / (1 - share) * d_hi), d_hi)
+        f_lo, f_hi = f_limits[name]
+        ax.set_ylim(min(f_lo, -share / (1 - share) * f_hi), f_hi)
         ax.axhline(0, color="grey", linewidth=0.5)
         ax.axvline(0, color="grey", linewidth=0.5)
         ax.tick_params(axis="y", colors="tab:blue", labelsize=8)

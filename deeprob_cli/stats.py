@@ -1,8 +1,9 @@
 """Paired-seed statistics for `deeprob lab`, `deeprob compare` and the benchmarks: mean difference, 95 % t-interval,
-smallest detectable effect and the holds / does_not_hold / inconclusive verdict.
+smallest detectable effect, one-sided p-values, Holm's adjustment, and the verdict (holds / holds_smaller /
+does_not_hold / inconclusive, decided on the interval alone; exact for identities).
 
     python -c "from deeprob_cli.stats import *; e = paired([.71, .69, .73], [.66, .67, .70]); print(summary(e))"
-    python -c "from deeprob_cli.stats import *; print(decide(paired([.71, .69, .73], [.66, .67, .70]), 0.05))"
+    python -c "from deeprob_cli.stats import *; print(decide(paired([.71, .69, .73], [.66, .67, .70]), +1))"
 
 Pure Python (no scipy): the Student-t distribution function is written through the regularized incomplete beta
 function, I_x(a, b), evaluated by its continued fraction (DLMF 8.17.22, with the modified Lentz method), and its
@@ -17,7 +18,7 @@ from functools import lru_cache
 
 ALPHA = 0.05  # two-sided: 95 % intervals
 POWER = 0.8  # the usual target power for "the design could have detected it"
-VERDICTS = ("holds", "does_not_hold", "inconclusive")
+VERDICTS = ("holds", "holds_smaller", "does_not_hold", "inconclusive", "exact")
 
 
 # ---------------------------------------------------------------- Student t
@@ -220,54 +221,122 @@ def unpaired(a, b) -> Estimate:
 
 # ---------------------------------------------------------------- verdict
 
-def decide(estimate: Estimate, literature: float = None, direction: int = None) -> tuple:
-    """(verdict, one-line reason) for a claim that the effect points in `direction` (+1 or −1; default: the sign
-    of `literature`, the effect size the literature reports, in the estimate's units and sign).
+FAMILY_ALPHA = 0.025  # one-sided: a 95 % interval's side is a one-sided test at 0.025; Holm keeps the family there
 
-    holds: the 95 % interval lies entirely on the expected side of 0.
-    does_not_hold: the design could have detected the literature's effect (detectable effect ≤ |literature|) and
-        the interval's upper end (in the expected direction) lies below it — the effect is absent, smaller than
-        reported, or opposite. Without a literature effect a claim can never be refuted, only left undecided.
-    inconclusive: anything else (too few seeds, too much spread, or an interval that straddles both)."""
-    if direction is None:
-        if not literature:
-            raise ValueError("decide: give the expected direction (+1 or -1) or a nonzero literature effect")
-        direction = 1 if literature > 0 else -1
+
+def p_above(estimate: Estimate, bound: float) -> float:
+    """One-sided p-value of "the true mean ≤ bound" (small when the data put the mean above bound)."""
+    if not math.isfinite(estimate.se) or estimate.df < 1:
+        return 1.0
+    if estimate.se == 0:  # every observation equal: the data say exactly where the mean is
+        return 0.0 if estimate.mean > bound else 1.0
+    return 1.0 - t_cdf((estimate.mean - bound) / estimate.se, estimate.df)
+
+
+def p_below(estimate: Estimate, bound: float) -> float:
+    """One-sided p-value of "the true mean ≥ bound"."""
+    flipped = Estimate(estimate.n, -estimate.mean, estimate.sd, estimate.se, estimate.df, estimate.design)
+    return p_above(flipped, -bound)
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: str  # holds | holds_smaller | does_not_hold | inconclusive
+    reason: str
+    p: float  # one-sided p-value of the test behind the verdict (for Holm); for inconclusive, the "holds" test's
+
+
+def decide(estimate: Estimate, direction: int = 1, margin: float = 0.0, size: float = None,
+           equivalence: bool = False) -> Decision:
+    """Decide a claim about the true mean d (in `direction` units: d·direction > 0 is "as claimed") on the 95 %
+    interval [lo, hi] alone (each side a one-sided test at 0.025); no observed-power gate.
+
+    superiority (margin 0): holds when lo > 0 — "holds_smaller" when the literature's stated size is given and
+        hi < size; does_not_hold when hi < 0 (a significant reversal), or when size is given, the interval holds
+        0 and hi < size (no effect shown and the stated size excluded).
+    non-inferiority (margin m > 0), two one-sided tests against the margin: holds when lo > −m; does_not_hold
+        when hi < −m (worse by more than the margin); else inconclusive.
+    equivalence (margin m, both sides): holds when −m < lo and hi < m; does_not_hold when the interval lies
+        wholly beyond one margin; else inconclusive."""
     if direction not in (1, -1):
         raise ValueError(f"decide: direction must be +1 or -1, got {direction!r}")
-    if literature is not None and literature * direction <= 0:
-        raise ValueError(f"decide: the literature effect {literature} does not point in direction {direction}")
-    lo, hi = sorted(direction * v for v in estimate.ci95)  # in the expected direction: positive = as claimed
-    target = abs(literature) if literature is not None else None
-    detectable = estimate.detectable
+    if margin < 0 or (equivalence and not margin > 0):
+        raise ValueError(f"decide: margin must be ≥ 0 (> 0 for equivalence), got {margin}")
+    if size is not None and (size <= 0 or margin):
+        raise ValueError(f"decide: a literature size must be > 0 in the claimed direction and only for superiority, "
+                         f"got size={size}, margin={margin}")
+    e = estimate if direction == 1 else Estimate(estimate.n, -estimate.mean, estimate.sd, estimate.se, estimate.df,
+                                                 estimate.design)
+    lo, hi = e.ci95
+    ci = _interval(e) + (" (sign flipped: claimed direction positive)" if direction == -1 else "")
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return "inconclusive", f"no interval from n = {estimate.n} (needs ≥ 2 per arm)"
-    if lo > 0:
-        return "holds", f"the 95 % interval {_interval(estimate)} excludes 0 on the expected side"
-    if target is not None and detectable <= target and hi < target:
-        side = "shows the opposite" if hi < 0 else f"excludes the literature's {_num(target)}"
-        return "does_not_hold", (f"the interval {_interval(estimate)} {side}, and the design detects "
-                                 f"≥ {_num(detectable)} (≤ the literature's effect)")
-    if target is not None and detectable > target:
-        return "inconclusive", (f"the design detects only effects ≥ {_num(detectable)}, larger than the "
-                                f"literature's {_num(target)}: more seeds or less spread needed")
-    if target is None:
-        return "inconclusive", (f"the interval {_interval(estimate)} is not on the expected side of 0, and without "
-                                f"a literature effect there is nothing to refute")
-    return "inconclusive", f"the interval {_interval(estimate)} includes 0 and the literature's {_num(target)}"
+        return Decision("inconclusive", f"no interval from n = {e.n} (needs ≥ 2)", 1.0)
+    if equivalence:
+        return _equivalence(e, margin, ci)
+    if lo > -margin:
+        where = f"above −{_num(margin)} (the margin)" if margin else "above 0"
+        if size is not None and hi < size:
+            return Decision("holds_smaller", f"the 95 % interval {ci} lies {where} and below the literature's "
+                                             f"{_num(size)}", p_above(e, 0.0))
+        return Decision("holds", f"the 95 % interval {ci} lies {where}", p_above(e, -margin))
+    if hi < -margin:
+        what = f"worse than the margin −{_num(margin)}" if margin else "the opposite direction"
+        below = _num(-margin) if margin else 0
+        return Decision("does_not_hold", f"the 95 % interval {ci} lies wholly below {below}: {what}",
+                        p_below(e, -margin))
+    if size is not None and hi < size:
+        return Decision("does_not_hold", f"the 95 % interval {ci} includes 0 and excludes the literature's "
+                                         f"{_num(size)}", p_below(e, size))
+    return Decision("inconclusive", f"the 95 % interval {ci} straddles {_num(-margin) if margin else 0}" +
+                    (f" and includes the literature's {_num(size)}" if size is not None else ""), p_above(e, -margin))
 
 
-def verdict(estimate: Estimate, literature: float = None, direction: int = None) -> str:
-    """holds | does_not_hold | inconclusive (see decide)."""
-    return decide(estimate, literature, direction)[0]
+def _equivalence(e: Estimate, margin: float, ci: str) -> Decision:
+    lo, hi = e.ci95
+    if -margin < lo and hi < margin:
+        return Decision("holds", f"the 95 % interval {ci} lies inside ±{_num(margin)}",
+                        max(p_above(e, -margin), p_below(e, margin)))
+    if hi < -margin or lo > margin:
+        side = (p_below(e, -margin), "below") if hi < -margin else (p_above(e, margin), "above")
+        return Decision("does_not_hold", f"the 95 % interval {ci} lies wholly {side[1]} the margin "
+                                         f"±{_num(margin)}", side[0])
+    return Decision("inconclusive", f"the 95 % interval {ci} crosses the margin ±{_num(margin)}",
+                    max(p_above(e, -margin), p_below(e, margin)))
 
 
-def record(estimate: Estimate, literature: float = None, source: str = "", direction: int = None) -> dict:
-    """verdict.json's fields for one claim: the estimate, the literature's effect with its source, the verdict
-    and its reason."""
-    decision, reason = decide(estimate, literature, direction)
-    return {**estimate.as_dict(), "literature": {"effect": literature, "source": source}, "verdict": decision,
-            "reason": reason}
+def decide_exact(values, bound: float, direction: int, identity: str) -> Decision:
+    """An exact outcome (an identity, no sampling noise to speak of): "exact" when every seed's value lies within
+    the bound (value·direction ≥ bound·direction), does_not_hold naming the first seed that does not."""
+    values = _floats(values, "decide_exact")
+    outside = [(i, v) for i, v in enumerate(values) if not direction * (v - bound) >= 0]
+    if outside:
+        i, v = outside[0]
+        return Decision("does_not_hold", f"seed {i}: {v:.6g} is not {'≥' if direction == 1 else '≤'} {bound:.6g} "
+                                         f"({identity})", math.nan)
+    return Decision("exact", f"all {len(values)} seeds {'≥' if direction == 1 else '≤'} {bound:.6g}: {identity}",
+                    math.nan)
+
+
+def holm(pvalues) -> list:
+    """Holm's step-down adjusted p-values (Holm 1979), in the input's order: the i-th smallest of m becomes
+    max over j ≤ i of min(1, (m − j + 1)·p_(j))."""
+    pvalues = [float(p) for p in pvalues]
+    order = sorted(range(len(pvalues)), key=pvalues.__getitem__)
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def holm_verdicts(verdicts, pvalues, alpha: float = FAMILY_ALPHA) -> tuple:
+    """(verdicts, adjusted p-values or None): each decided verdict kept where its Holm-adjusted p ≤ alpha, else
+    "inconclusive"; exact outcomes (and verdicts without a p-value) are counted apart and left as they are."""
+    family = [i for i, (v, p) in enumerate(zip(verdicts, pvalues)) if v != "exact" and p is not None
+              and math.isfinite(p)]
+    adjusted = dict(zip(family, holm([pvalues[i] for i in family])))
+    return [v if i not in adjusted or v == "inconclusive" or adjusted[i] <= alpha else "inconclusive"
+            for i, v in enumerate(verdicts)], [adjusted.get(i) for i in range(len(verdicts))]
 
 
 def _num(x: float) -> str:

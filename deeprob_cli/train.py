@@ -39,8 +39,8 @@ from .data import Data, Split, load_data
 from .evaluate import evaluate, final_scores
 from .exits import SIGNALS, Diverged, Interrupted, Stopped, report, unexpected
 from .folders import discard, read_summary, register_resolver, release_all, shell_quote, write_json
-from .monitor import Monitor, final_metrics
-from .naming import jobs_in_sweep
+from .monitor import LINK, Monitor, final_metrics, overridden_numbers
+from .naming import jobs_in_sweep, swept_keys
 from .run import Run
 from .speed import Speed, pick_device
 from .threads import register as register_run, share as share_threads
@@ -303,7 +303,8 @@ def build_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     net = distributed.wrap(speed.prepare(model), cfg.trainer.sync_bn, cfg.trainer.seed)  # DDP under torchrun
     params = sum(p.numel() for p in model.parameters())
     if distributed.is_main() and not sweep:
-        log.info("run folder %s  (follow it: tensorboard --logdir %s)", run.out, shlex.quote(str(run.out)))
+        log.info("run folder %s  (follow it: tensorboard --logdir %s, then %s)", run.out, shlex.quote(str(run.out)),
+                 LINK)  # smoothing 0: epoch points as measured
     log.info("%s: %d parameters, %d train / %d val images of shape %s, device %s", type(model).__name__, params,
              len(data.train), len(data.val or []), data.shape, device)
 
@@ -317,7 +318,7 @@ def build_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
         resume_state(run, average, optimizer, schedule, device, order, noise, cfg.trainer.threads)
     monitor = open_monitor(cfg, run, model, assembly.activation)
     if not run.resumed and distributed.is_main():
-        log_start(cfg, monitor, choices, batch_size, train_split, augment, data, steps_per_epoch)
+        log_start(cfg, monitor, choices, batch_size, train_split, augment, data, steps_per_epoch, sweep)
     run.facts = {"device": str(device), **speed.record(), "threads": torch.get_num_threads(), "params": params,
                  "batch_size": batch_size,
                  "seed": cfg.trainer.seed, "world_size": distributed.world_size(),
@@ -376,17 +377,20 @@ def open_monitor(cfg: DictConfig, run: Run, model, activation):
 
 
 def log_start(cfg: DictConfig, monitor: Monitor, choices: dict, batch_size: int, train_split: Split, augment,
-              data: Data, steps_per_epoch: int):
-    """A fresh run's hparams (with the metrics it can have), augmented examples and its config with its command
-    line (the Text tab)."""
-    monitor.hparams({**{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
+              data: Data, steps_per_epoch: int, sweep: bool):
+    """A fresh run's hparams (the numbers set on its command line, the metrics it can have, what its sweep varies),
+    augmented examples and its config with its command line (the Text tab)."""
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    varied = (swept_keys(HydraConfig.get().sweep.dir) if sweep else {}) or [o.split("=")[0].lstrip("+~")
+                                                                             for o in overrides]
+    monitor.hparams({**overridden_numbers(overrides, cfg),
+                     **{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
                      "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
                      "trainer.epochs": cfg.trainer.epochs, "trainer.seed": cfg.trainer.seed},
                     final_metrics(data.val is not None, data.test is not None, choices.get("tta") != "none"),
-                    steps_per_epoch)
+                    steps_per_epoch, varied)
     log_examples(monitor.writer, train_split.images[:8], augment, cfg.trainer.seed + 2)
-    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    monitor.text(OmegaConf.to_yaml(cfg, resolve=True), " ".join(["deeprob train", *overrides]))
+    monitor.text(OmegaConf.to_yaml(cfg, resolve=True), " ".join(["deeprob train", *overrides]))  # the Text tab
 
 
 def log_to_file(error):

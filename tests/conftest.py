@@ -125,7 +125,9 @@ def read_events(run_dir: Path):
         acc.Reload()
         tags = acc.Tags()
         scalars.update({prefix + t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags["scalars"]})
-        histograms |= {prefix + t for t in tags["histograms"]}
+        histograms |= {prefix + t for t in tags["histograms"]}  # a legacy histogram, or one in the plugin's format:
+        histograms |= {prefix + t for t in tags["tensors"]
+                       if acc.SummaryMetadata(t).plugin_data.plugin_name == "histograms"}
     return scalars, histograms
 
 

@@ -138,7 +138,11 @@ def test_augmented_examples_are_logged_to_tensorboard(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_cli("train", *FAST, "augment=[flip,crop,color_jitter]", cwd=tmp_path)
-    acc = EventAccumulator(str(run_dirs(tmp_path)[0]), size_guidance={"images": 0})
+    from tensorboard.util.tensor_util import make_ndarray
+
+    acc = EventAccumulator(str(run_dirs(tmp_path)[0]), size_guidance={"tensors": 0})
     acc.Reload()
-    grid = acc.Images("augment/examples")[0]
-    assert (grid.width, grid.height) == (8 * 17 + 1, 4 * 17 + 1)  # 8 images of 16 px, 4 rows, 1 px padding
+    assert acc.SummaryMetadata("augment/examples").plugin_data.plugin_name == "images"  # the image plugin's format
+    width, height, png = make_ndarray(acc.Tensors("augment/examples")[0].tensor_proto)
+    assert png.startswith(b"\x89PNG")
+    assert (int(width), int(height)) == (8 * 17 + 1, 4 * 17 + 1)  # 8 images of 16 px, 4 rows, 1 px padding

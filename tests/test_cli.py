@@ -127,3 +127,21 @@ def test_top_level_help_lists_subcommands(tmp_path):
 def test_explicit_run_dir_is_used(tmp_path):
     run_cli("train", *FAST, "hydra.run.dir=mine", cwd=tmp_path)
     assert json.loads((tmp_path / "mine" / "summary.json").read_text())["status"] == "completed"
+
+
+def test_help_descriptions_do_not_end_at_et_al(tmp_path):
+    """`deeprob train --help` showed "CIFAR ResNet (He et al." and "Swish: x·σ(βx) (Ramachandran et al."."""
+    from conftest import REPO
+
+    from deeprob_cli.launch import first_sentence
+
+    assert first_sentence(REPO / "conf" / "activation" / "swish.yaml") == \
+        "Swish: x·σ(βx) (Ramachandran et al. 2017); β = 1 is SiLU."
+    assert first_sentence(REPO / "conf" / "model" / "resnet.yaml").startswith("CIFAR ResNet (He et al. 2016, ")
+    option = tmp_path / "x.yaml"
+    option.write_text("# Cutout (DeVries & Taylor 2017), e.g. for CIFAR; cf. mixup. Second sentence.\n")
+    assert first_sentence(option) == "Cutout (DeVries & Taylor 2017), e.g. for CIFAR; cf. mixup."
+    for group in (REPO / "conf").iterdir():  # no option's description ends inside a parenthesis
+        for path in group.glob("*.yaml"):
+            text = first_sentence(path)
+            assert text.count("(") == text.count(")") or text.endswith("…"), path

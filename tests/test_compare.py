@@ -226,6 +226,34 @@ def test_figure_at_24_configurations_keeps_the_legend_outside_and_plots_epochs(t
     assert len(set(styles)) == 24 and len(set(colours[:10])) == 10
 
 
+def test_loss_panel_is_readable_and_the_figure_carries_title_and_verdicts(seeded, tmp_path, capsys):
+    """Final losses of 1.25-1.8 (within one decade): a linear axis with labelled ticks between them, not a log
+    axis labelled at 2, 3, 4 only; the figure's title names what is compared and carries the table's verdicts."""
+    entries = []
+    for i, final in enumerate((1.25, 1.5, 1.8)):
+        run = make_run(tmp_path / f"l{i}", activation=f"act{i}", curve=[0.4, 0.5])
+        curves = compare.curves(run)
+        xs = curves["train/loss"][0]
+        curves["train/loss"] = (xs, [2.3 - (2.3 - final) * k / (len(xs) - 1) for k in range(len(xs))])
+        entries.append({"label": f"act{i}", "curves": [curves], "completed": True})
+    fig = compare.draw(entries, "title", ["best val_acc: x", "- vs y: within noise"])
+    fig.draw_without_rendering()
+    loss = fig.axes[1]
+    assert loss.get_yscale() == "linear"
+    labelled = [t.get_position()[1] for t in loss.get_yticklabels() if t.get_text()]
+    assert len([v for v in labelled if 1.25 <= v <= 1.8]) >= 3  # the final values can be read off the axis
+    assert fig.get_suptitle() == "title\nbest val_acc: x\n- vs y: within noise"
+    drawn = compare.draw  # the command's own figure: its title and the verdicts it printed
+    seen = {}
+    compare.draw = lambda *a: seen.setdefault("fig", drawn(*a))
+    try:
+        compare_main(capsys, seeded, "--out", tmp_path / "c.png")
+    finally:
+        compare.draw = drawn
+    title = seen["fig"].get_suptitle()
+    assert title.startswith("deeprob compare: ") and "by val_acc" in title and "a real difference" in title
+
+
 def test_a_real_seed_sweep_end_to_end(tmp_path, capsys):
     """The documented way to error bars: sweep trainer.seed, then compare."""
     run_cli("train", "-m", "activation=relu,tanh", "trainer.seed=0,1", "dataset=synthetic", "dataset.num_train=320",
@@ -307,7 +335,16 @@ def test_a_repeated_seed_counts_once_in_the_table_and_the_figure(tmp_path, capsy
     for seed, acc in enumerate(A):
         make_run(tmp_path / f"a{seed}", seed=seed, val_acc=acc, curve=[acc])
     again = make_run(tmp_path / "a0-again", seed=0, val_acc=0.86, curve=[0.86])  # the newest run of seed 0
-    out, err = compare_main(capsys, tmp_path, "--out", tmp_path / "c.png")
+    drawn = []
+    real_plot = compare.plot
+    compare.plot = lambda entries, out, *a: drawn.extend(entries) or real_plot(entries, out, *a)
+    try:
+        out, err = compare_main(capsys, tmp_path, "--out", tmp_path / "c.png")
+    finally:
+        compare.plot = real_plot
+    (entry,) = drawn  # the figure's band: the same 3 seeds as the table's n, seed 0 from its newest run
+    assert "(n=3)" in entry["label"] and len(entry["curves"]) == 3
+    assert sorted(round(c["val/acc"][1][0], 6) for c in entry["curves"]) == [0.81, 0.82, 0.86]
     mean = (0.86 + 0.82 + 0.81) / 3
     assert f"| 3 | 0,1,2 | 3 completed | {mean:.4f} ± " in out  # not 4 completed, not seed 0's older value
     assert (f"deeprob compare: warning: all runs: seed 0 was run 2 times; counted once, from {again} (completed); "

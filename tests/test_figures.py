@@ -34,26 +34,32 @@ def test_parameters_of_a_run_config_are_its_own():
 
 
 @pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu", "selu", "gelu", "sigmoid", "tanh"])
-def test_derivative_fills_its_own_axis_and_both_axes_share_zero(sheet, name):
+def test_derivative_axes_share_one_range_and_every_axis_shares_zero(sheet, name):
     _, panels = sheet
     ax, twin = panels[name]
     f, df = ax.get_lines()[0].get_ydata(), twin.get_lines()[0].get_ydata()
     lo, hi = twin.get_ylim()
-    # f' spans at least the half of its axis that the shared zero leaves it (tanh: f' ≥ 0, f from −1 to 1);
-    # on one shared axis ReLU's f' took 1/6 of the height
-    assert (df.max() - df.min()) / (hi - lo) > 0.45
-    if name in ("relu", "leaky_relu", "elu", "sigmoid"):
-        assert df.max() / (hi - lo) > 0.75  # the derivative peak stands at ≥ 3/4 of the panel height
+    assert (lo, hi) == panels["relu"][1].get_ylim()  # one f' range on every panel
     assert lo <= df.min() and df.max() <= hi
     a_lo, a_hi = ax.get_ylim()
     assert a_lo <= f.min() and f.max() <= a_hi
     assert -a_lo / (a_hi - a_lo) == pytest.approx(-lo / (hi - lo), abs=1e-9)  # y = 0 at the same height
+    r_lo, r_hi = panels["relu"][1].get_ylim()
+    assert -a_lo / (a_hi - a_lo) == pytest.approx(-r_lo / (r_hi - r_lo), abs=1e-9)  # ... on every panel
+
+
+def test_sigmoid_derivative_peak_is_a_quarter_of_tanhs_on_the_sheet(sheet):
+    """The lecture's point: sigmoid' peaks at 1/4, tanh' at 1; drawn on one f' range, not each filling its panel."""
+    _, panels = sheet
+    peak = {name: panels[name][1].get_lines()[0].get_ydata().max() / (lambda lim: lim[1] - lim[0])(
+        panels[name][1].get_ylim()) for name in ("sigmoid", "tanh")}
+    assert peak["sigmoid"] / peak["tanh"] == pytest.approx(0.25, rel=0.01)
 
 
 def test_sheet_legend_names_both_curves(sheet):
     fig, _ = sheet
     (legend,) = fig.legends
-    assert [t.get_text() for t in legend.get_texts()] == ["f(x) (left axis)", "f'(x) (right axis)"]
+    assert [t.get_text() for t in legend.get_texts()] == ["f(x) (left axis)", "f'(x) (right axis, one range on every panel)"]
 
 
 def test_init_stats_histograms_leave_exact_zeros_out_and_say_how_many(tmp_path):
@@ -78,3 +84,17 @@ def test_init_stats_histograms_leave_exact_zeros_out_and_say_how_many(tmp_path):
 
 def test_an_unexpected_title_is_kept_whole():
     assert _split_title("something else") == ("something else", "")
+
+
+def test_init_stats_figure_names_the_init_std_and_has_a_count_axis(tmp_path):
+    """`deeprob init-stats init=normal init.std=0.05`: the std is the lecture's knob, so it is in the headline;
+    each panel has labelled count ticks."""
+    title = "init=normal(mean=0.0, std=0.05)  activation=Tanh  4 layers of 512, batch 16, seed 0"
+    assert _split_title(title)[0] == "init=normal std=0.05, activation=Tanh: 4 layers of 512"
+    outputs = [torch.randn(16, 512) for _ in range(2)]
+    stats = [{"layer": i + 1, "mean": 0.0, "std": 1.0} for i in range(2)]
+    fig = plot_histograms(outputs, stats, title, tmp_path / "h.png")
+    fig.draw_without_rendering()
+    assert fig._suptitle.get_text().startswith("init=normal std=0.05")
+    assert fig.axes[0].get_ylabel().startswith("count")
+    assert all(any(t.get_text() for t in ax.get_yticklabels()) for ax in fig.axes)

@@ -70,8 +70,8 @@ def test_pairing_removes_the_shared_seed_effect():
     seed_effect = [0.00, 0.05, -0.04, 0.02]
     b = [0.70 + s for s in seed_effect]
     a = [0.71 + s + d for s, d in zip(seed_effect, [0.001, -0.001, 0.0005, -0.0005])]
-    assert stats.verdict(stats.paired(a, b), direction=1) == "holds"
-    assert stats.verdict(stats.unpaired(a, b), direction=1) == "inconclusive"
+    assert stats.decide(stats.paired(a, b)).verdict == "holds"
+    assert stats.decide(stats.unpaired(a, b)).verdict == "inconclusive"
 
 
 def test_welch_interval_by_hand():
@@ -106,56 +106,115 @@ def test_detectable_effect_is_found_four_times_in_five_by_simulation(n):
     assert stats.power(effect / (sd / math.sqrt(n)), n - 1) == pytest.approx(0.8, abs=1e-5)
 
 
-def _estimate(mean, half_width, n=3):
+def _estimate(mean, half_width, n=5):
     """A paired estimate with the given mean and 95 % half-width (n seeds)."""
     se = half_width / stats.t_quantile(0.975, n - 1)
     return stats.Estimate(n, mean, se * math.sqrt(n), se, n - 1, "paired")
 
 
-# 3 seeds: detectable = 5.6535 se = 5.6535/4.3027 ≈ 1.314 half-widths
-@pytest.mark.parametrize("mean, half, literature, direction, expected", [
-    (0.05, 0.02, 0.04, None, "holds"),              # interval [0.03, 0.07] above 0
-    (0.05, 0.02, None, 1, "holds"),                 # no literature figure needed for "holds"
-    (-0.05, 0.02, -0.04, None, "holds"),            # expected negative (e.g. an error rate falls)
-    (0.01, 0.005, 0.04, None, "holds"),             # smaller than the literature's, but clearly positive
-    (0.0, 0.01, 0.04, None, "does_not_hold"),       # detects ≥ 0.013, interval [-0.01, 0.01] excludes 0.04
-    (-0.05, 0.01, 0.04, None, "does_not_hold"),     # clearly opposite
+def _verdict(mean, half, **kw):
+    return stats.decide(_estimate(mean, half), **kw).verdict
+
+
+@pytest.mark.parametrize("mean, half, kw, expected", [
+    (0.05, 0.02, {}, "holds"),                                  # [0.03, 0.07] above 0
+    (-0.05, 0.02, {"direction": -1}, "holds"),                  # expected negative (e.g. an error rate falls)
+    (0.0, 0.01, {}, "inconclusive"),                            # straddles 0, no size stated: nothing refuted
+    (-0.05, 0.01, {}, "does_not_hold"),                         # rule 2: a significant reversal refutes
+    (0.05, 0.01, {"direction": -1}, "does_not_hold"),           # ... in either direction
+    (-0.05, 0.04, {}, "does_not_hold"),                         # rule 3: no power gate, the interval decides
+    (0.01, 0.005, {"size": 0.04}, "holds_smaller"),             # rule 6: [0.005, 0.015] below the stated 0.04
+    (0.03, 0.02, {"size": 0.04}, "holds"),                      # [0.01, 0.05] holds the stated size
+    (0.0, 0.01, {"size": 0.04}, "does_not_hold"),               # holds 0, excludes the stated size
+    (0.02, 0.03, {"size": 0.04}, "inconclusive"),               # [−0.01, 0.05]: holds 0 and the size
 ])
-def test_verdict_branches(mean, half, literature, direction, expected):
-    assert stats.verdict(_estimate(mean, half), literature, direction) == expected
+def test_superiority_decides_on_the_interval(mean, half, kw, expected):
+    assert _verdict(mean, half, **kw) == expected
 
 
-@pytest.mark.parametrize("mean, half, literature, direction, why", [
-    (0.0, 0.05, 0.04, None, "detects only"),        # detects ≈ 0.066 > 0.04: cannot refute
-    (-0.05, 0.04, 0.04, None, "detects only"),      # even "opposite" is not a refutation when underpowered
-    (0.02, 0.025, 0.04, None, "includes 0 and"),    # powered (≈0.033 ≤ 0.04) but [−0.005, 0.045] holds 0.04
-    (0.0, 0.01, None, 1, "nothing to refute"),      # no literature figure: never does_not_hold
-    (-0.05, 0.01, None, 1, "nothing to refute"),    # ... even when clearly opposite
+@pytest.mark.parametrize("mean, half, expected", [
+    (-0.005, 0.003, "holds"),          # [−0.008, −0.002]: worse than 0, but inside the margin 0.01 (rule 1)
+    (-0.009, 0.0009, "holds"),         # [−0.0099, −0.0081]: just inside
+    (-0.015, 0.004, "does_not_hold"),  # [−0.019, −0.011]: wholly beyond −0.01
+    (-0.011, 0.004, "inconclusive"),   # [−0.015, −0.007]: straddles −0.01
+    (0.02, 0.005, "holds"),            # better is not worse
 ])
-def test_verdict_must_be_inconclusive(mean, half, literature, direction, why):
-    decision, reason = stats.decide(_estimate(mean, half), literature, direction)
-    assert decision == "inconclusive" and why in reason, reason
+def test_non_inferiority_is_two_one_sided_tests_against_the_margin(mean, half, expected):
+    assert _verdict(mean, half, margin=0.01) == expected
 
 
-def test_verdict_needs_two_seeds_and_a_direction():
-    one = stats.paired([0.9], [0.1])  # a huge difference from one seed is still no evidence
-    assert stats.decide(one, 0.05) == ("inconclusive", "no interval from n = 1 (needs ≥ 2 per arm)")
+@pytest.mark.parametrize("mean, half, expected", [
+    (0.002, 0.005, "holds"),           # [−0.003, 0.007] inside ±0.01
+    (-0.004, 0.005, "holds"),
+    (0.015, 0.004, "does_not_hold"),   # wholly above +0.01
+    (-0.015, 0.004, "does_not_hold"),  # wholly below −0.01
+    (0.008, 0.005, "inconclusive"),    # crosses +0.01
+])
+def test_equivalence_needs_the_interval_inside_both_margins(mean, half, expected):
+    assert _verdict(mean, half, margin=0.01, equivalence=True) == expected
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_a_true_difference_on_the_margin_is_refuted_at_most_one_time_in_forty(n):
+    """The issue's simulation (margin 0.01, sd 0.005): the old rule refuted a true −0.009 in 26–91 % of designs.
+    With TOST, a true difference inside the margin is refuted less often than α = 0.025, and one exactly on the
+    margin 2.5 % of the time."""
+    trials, t = 20_000, stats.t_quantile(0.975, n - 1)
+    g = torch.Generator().manual_seed(n)
+    for true, most in ((-0.005, 1e-3), (-0.009, 0.025), (-0.01, 0.025 + 0.004)):
+        x = true + 0.005 * torch.randn(trials, n, generator=g, dtype=torch.float64)
+        upper = x.mean(1) + t * x.std(1) / math.sqrt(n)
+        assert (upper < -0.01).double().mean().item() <= most, (true, n)
+    x = -0.01 + 0.005 * torch.randn(trials, n, generator=g, dtype=torch.float64)
+    upper = x.mean(1) + t * x.std(1) / math.sqrt(n)
+    assert (upper < -0.01).double().mean().item() == pytest.approx(0.025, abs=0.004)
+    for row, up in zip(x[:300].tolist(), upper[:300].tolist()):  # the vectorized rule is stats.decide's
+        assert (stats.decide(stats.one_sample(row), margin=0.01).verdict == "does_not_hold") == (up < -0.01)
+
+
+def test_one_sided_p_values_against_the_closed_form_for_df_2():
+    e = stats.Estimate(3, 2.0, math.sqrt(3), 1.0, 2, "paired")  # t = 2 at df 2: P(T ≤ 2) = 0.5 + 2/(2√6)
+    assert stats.p_above(e, 0.0) == pytest.approx(0.5 - 1 / math.sqrt(6), rel=1e-12)
+    assert stats.p_below(e, 0.0) == pytest.approx(0.5 + 1 / math.sqrt(6), rel=1e-12)
+    assert stats.p_above(e, 1.0) == pytest.approx(0.5 - 1 / (2 * math.sqrt(3)), rel=1e-12)  # t = 1: 1/(2√3)
+    # a holds verdict's p is the one-sided test of the side it decided: below 0.025 exactly when lo > bound
+    for mean in (0.0305, 0.0295):
+        d = stats.decide(_estimate(mean, 0.03))
+        assert (d.verdict == "holds") == (d.p < 0.025)
+
+
+def test_exact_outcomes_are_every_seed_within_the_bound():
+    d = stats.decide_exact([1.0, 1.0, 1.0, 1.0, 1.0], 1.0, +1, "x_j > 0")
+    assert d.verdict == "exact" and "x_j > 0" in d.reason and math.isnan(d.p)
+    d = stats.decide_exact([0.0, 3e-7, 2e-5, 0.0, 0.0], 1e-5, -1, "symmetry")
+    assert d.verdict == "does_not_hold" and "seed 2" in d.reason and "2e-05" in d.reason
+
+
+def test_holm_by_hand():
+    # sorted 0.005 (×4), 0.01 (×3), 0.03 (×2), 0.04 (×1), each the running maximum
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    verdicts, adjusted = stats.holm_verdicts(["holds", "does_not_hold", "holds", "holds", "exact"],
+                                             [0.01, 0.04, 0.03, 0.005, None])
+    assert verdicts == ["inconclusive", "inconclusive", "inconclusive", "holds", "exact"]
+    assert adjusted[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and adjusted[4] is None
+
+
+def test_holm_drops_the_issues_five_claims_at_three_seeds():
+    # the issue's 11 "holds" among 16 headline verdicts: six with p ≈ 0 and these five
+    ps = [1e-6] * 6 + [0.0028, 0.0067, 0.011, 0.016, 0.021] + [0.5] * 5
+    verdicts, _ = stats.holm_verdicts(["holds"] * 11 + ["inconclusive"] * 5, ps)
+    assert verdicts.count("holds") == 6 and verdicts[6:11] == ["inconclusive"] * 5
+
+
+def test_decide_refuses_bad_arguments():
     with pytest.raises(ValueError, match="direction"):
-        stats.verdict(one)
-    with pytest.raises(ValueError, match="does not point"):
-        stats.verdict(one, literature=0.05, direction=-1)
-
-
-def test_verdict_boundaries_power_and_upper_end():
-    e = _estimate(0.01, 0.02)  # interval [−0.01, 0.03]; 3 seeds detect 5.6535 se = 1.314 half-widths
-    assert e.detectable == pytest.approx(0.02 * 5.65349 / 4.302653, rel=1e-4)
-    assert e.detectable < 0.03
-    assert stats.verdict(e, literature=0.03) == "inconclusive"  # the upper end 0.03 does not exclude 0.03
-    assert stats.verdict(e, literature=0.0301) == "does_not_hold"
-    e = _estimate(-0.01, 0.02)  # interval [−0.03, 0.01]
-    assert stats.verdict(e, literature=e.detectable * 1.001) == "does_not_hold"
-    # excluded by the interval, but below what 3 seeds can detect: not a refutation
-    assert stats.verdict(e, literature=e.detectable * 0.999) == "inconclusive"
+        stats.decide(_estimate(0.1, 0.01), direction=0)
+    with pytest.raises(ValueError, match="margin"):
+        stats.decide(_estimate(0.1, 0.01), equivalence=True)
+    with pytest.raises(ValueError, match="size"):
+        stats.decide(_estimate(0.1, 0.01), size=-0.05)
+    one = stats.decide(stats.paired([0.9], [0.1]))  # a huge difference from one seed is still no evidence
+    assert one.verdict == "inconclusive" and "n = 1" in one.reason
 
 
 def test_as_dict_is_what_verdict_json_records():
@@ -163,14 +222,3 @@ def test_as_dict_is_what_verdict_json_records():
     assert set(d) == {"design", "n_seeds", "effect", "sd", "ci95", "detectable_effect"} and d["n_seeds"] == 3
     assert d["effect"] == pytest.approx(0.0966667, abs=1e-6) and d["ci95"][0] < d["effect"] < d["ci95"][1]
     assert "± " in stats.summary(stats.paired([0.8, 0.82, 0.81], [0.7, 0.71, 0.73]))
-
-
-def test_record_is_one_claims_verdict_json_entry():
-    import json
-
-    e = stats.paired([0.8, 0.82, 0.81], [0.7, 0.71, 0.73])
-    r = json.loads(json.dumps(stats.record(e, 0.05, "DeVries & Taylor 2017, Table 1")))  # JSON-safe
-    assert r["verdict"] == "holds" and r["literature"] == {"effect": 0.05, "source": "DeVries & Taylor 2017, Table 1"}
-    assert r["ci95"] == pytest.approx(list(e.ci95)) and r["detectable_effect"] == pytest.approx(e.detectable)
-    one = json.loads(json.dumps(stats.record(stats.paired([0.8], [0.7]), 0.05)))
-    assert one["verdict"] == "inconclusive" and one["ci95"] == [None, None] and one["detectable_effect"] is None

@@ -32,10 +32,11 @@ INIT_STATS = ["init=xavier", "activation=tanh", "init_stats.dims=[64,64,64,64,64
 
 
 @contextmanager
-def tensorboard(logdir):
-    """A real `tensorboard` on a free port that has read every event file before it answers (blocking load)."""
-    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", "0",
-                             "--load_fast=false", "--reload_interval=0", "--reload_task=blocking"],
+def tensorboard(logdir, fast=False):
+    """A real `tensorboard` on a free port: with fast=False one that has read every event file before it answers
+    (blocking load); with fast=True the default loader a user gets (the Rust data server, loading in the background)."""
+    load = ["--reload_interval=0"] if fast else ["--load_fast=false", "--reload_interval=0", "--reload_task=blocking"]
+    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", "0", *load],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         lines = []
@@ -206,6 +207,42 @@ def test_augmentation_grid_is_captioned(board):
     assert image.size == (8 * 17 + 1, 4 * 17 + 1)  # 8 columns × 4 rows of 16-pixel images, 1-pixel padding
 
 
+def test_captions_show_with_the_default_fast_loader(tmp_path, caplog):
+    """The fast loader drops a legacy image's or histogram's description: the augmentation grid and init-stats
+    histogram are written in their plugins' own format, so a user's plain `tensorboard --logdir` shows the captions,
+    and reading the events back (as `deeprob compare` does) warns of no summary "not associated with a plugin"."""
+    import logging
+    import time
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from deeprob_cli.components.augment import compose, log_examples
+
+    writer = SummaryWriter(str(tmp_path / "run"))
+    log_examples(writer, torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8), compose([]), 0)
+    writer.close()
+    log_histograms([torch.randn(50), torch.randn(50)], tmp_path / "init_stats")
+    with caplog.at_level(logging.WARNING):
+        EventAccumulator(str(tmp_path / "run")).Reload()
+    assert "oddly" not in caplog.text
+    with tensorboard(tmp_path, fast=True) as url:
+        tb = Board(url)
+        for _ in range(120):  # the data server loads in the background
+            images, histograms = tb.get("plugin/images/tags"), tb.get("plugin/histograms/tags")
+            if images and histograms:
+                break
+            time.sleep(0.25)
+        assert "Top row: 8 training images" in images["run"]["augment/examples"]["description"]
+        assert "step = layer index" in histograms["init_stats"]["activation/by_layer"]["description"]
+        (entry,) = tb.get("plugin/images/images", run="run", tag="augment/examples")
+        from PIL import Image
+
+        query = dict(urllib.parse.parse_qsl(entry["query"]))
+        image = Image.open(io.BytesIO(tb.get("plugin/images/individualImage", raw=True, **query)))
+        assert image.size == (8 * 17 + 1, 4 * 17 + 1)  # 8 columns × 4 rows of 16-pixel images, 1-pixel padding
+
+
 def test_init_stats_is_one_histogram_stepped_by_layer(board):
     tb, names, _, outputs = board
     tags = tb.get("plugin/histograms/tags")[names["init_stats"]]
@@ -225,3 +262,35 @@ def test_histograms_are_logged_at_the_snapshot_steps(board):
     series = tb.get("plugin/histograms/histograms", run=names["completed"], tag="activation/act1_1")
     # hist_every=3, 4 steps per epoch, 2 epochs: every third step and each epoch's last step
     assert [step for _, step, _ in series] == [0, 3, 6, 7]
+
+
+def test_hparams_columns_put_what_varies_first_and_show_overridden_numbers(tmp_path):
+    """Two jobs of a sweep over trainer.seed with optim.weight_decay set on the command line: the HParams tab
+    (the server's experiment, whose column order the tab keeps) lists trainer.seed first, logs weight_decay, and
+    leaves out a choice with no value (experiment=None)."""
+    from deeprob_cli.monitor import overridden_numbers
+
+    cfg = OmegaConf.create({"optim": {"lr": 0.1, "weight_decay": 5e-4}, "trainer": {"seed": 0}, "model": {"w": [8]}})
+    assert overridden_numbers(["optim.weight_decay=5e-4", "model.w=[8]", "activation=tanh", "+x.y=1"], cfg) == {
+        "optim.weight_decay": 5e-4}
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    for seed in (0, 1):
+        monitor = Monitor(tmp_path / f"trainer.seed={seed}", model, nn.ReLU, hist_every=0)
+        monitor.hparams({"activation": "relu", "augment": "flip", "experiment": None, "optim.weight_decay": 5e-4,
+                         "trainer.seed": seed}, final_metrics(val=True, test=False, tta=False), varied={"trainer.seed"})
+        monitor.finish("completed", {"val_acc": 0.5}, 4)
+    with tensorboard(tmp_path) as url:
+        experiment = Board(url).post("plugin/hparams/experiment", {"experimentName": ""})
+    names = [h["name"] for h in experiment["hparamInfos"]]
+    assert names[0] == "trainer.seed" and "optim.weight_decay" in names and "experiment" not in names
+
+
+def test_console_and_readme_link_tensorboard_with_smoothing_off():
+    """Smoothing 0.6 (TensorBoard's default) reads a 4-epoch val accuracy of 0.50 as 0.46: the links turn it off."""
+    from pathlib import Path
+
+    from deeprob_cli.monitor import LINK
+
+    assert "_smoothingWeight=0" in LINK and LINK.startswith("http://localhost:6006/#custom_scalars")
+    assert LINK in (Path(__file__).parents[1] / "README.md").read_text()
+    assert "LINK" in (Path(__file__).parents[1] / "deeprob_cli" / "train.py").read_text()

@@ -290,6 +290,7 @@ def compose(augments):
 def log_examples(writer, images, augment, seed: int, draws: int = 3):
     """Write a captioned grid to TensorBoard (tag augment/examples): one row of training images, then `draws`
     rows of augmented versions (their own generator, so training's augmentation stream is unchanged)."""
+    from tensorboard.data_compat import migrate_value
     from torch.utils.tensorboard.summary import image
 
     generator = torch.Generator(images.device).manual_seed(seed)
@@ -301,4 +302,8 @@ def log_examples(writer, images, augment, seed: int, draws: int = 3):
         f"Top row: {len(x)} training images as loaded (before preprocessing). Rows 2–{draws + 1}: {draws} independent "
         f"random draws of the training augmentation ({' → '.join(names) if names else 'none selected: identity'}) "
         f"applied to the same images; each column is one image.")
+    # written in the image plugin's own format and metadata (TensorBoard's converter of a legacy image): TensorBoard's
+    # default fast loader drops a legacy image's description, and a legacy value with metadata but no plugin makes
+    # readers warn "oddly not associated with a plugin"
+    summary.value[0].CopyFrom(migrate_value(summary.value[0]))
     writer.file_writer.add_summary(summary, 0)

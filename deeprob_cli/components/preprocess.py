@@ -122,10 +122,11 @@ class Identity(Preprocess):
 
 
 class MeanImage(Preprocess):
-    """x − mean image (C×H×W) of the training split (AlexNet)."""
+    """(x − mean image (C×H×W) of the training split) · scale (AlexNet; scale 255: Krizhevsky et al.'s 0–255 pixels)."""
 
-    def __init__(self):
+    def __init__(self, scale: Annotated[float, Range(0, low_open=True)] = 1.0):
         super().__init__()
+        self.scale = scale
         self.register_buffer("mean", torch.zeros(0))
 
     def fit(self, images):
@@ -135,7 +136,7 @@ class MeanImage(Preprocess):
         return self
 
     def forward(self, x):
-        return x - self.mean
+        return (x - self.mean) * self.scale
 
 
 class ChannelMean(Preprocess):

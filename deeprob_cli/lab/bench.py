@@ -38,30 +38,100 @@ def refuse_compared(name: str, compares, overrides):
                                 f"or run `deeprob train {o} ...` for one setting")
 
 
-class Context:
-    """What a claim's measure needs: its folder, the user's overrides, seeds, scale, and composition."""
+class PremiseNotMet(Exception):
+    """The design's regime is not there (measured on the first seed): the comparisons would decide nothing."""
 
-    def __init__(self, name: str, overrides, folder, scale: float = 1.0, seeds: int = 3, log=print):
-        self.name, self.overrides, self.folder = name, list(overrides), folder
-        self.scale, self.seeds, self.log = scale, list(range(seeds)), log
-        self.notes = []  # what the run itself decided (pilot lr, censoring, diverged runs): into verdict.json
-        self._composed = {}
+
+_COMPOSED = {}  # (arm + overrides) -> config, per process: composing costs ≈0.1 s, once per arm, not per seed
+
+
+class Spec:
+    """What a sub-run in a worker process needs to compose configs: picklable, unlike a Context (its log)."""
+
+    def __init__(self, name: str, overrides, scale: float):
+        self.name, self.overrides, self.scale = name, list(overrides), scale
 
     def cfg(self, *arm):
         """The real conf/ tree composed with the claim's arm, then the user's overrides (which may not touch
         the compared keys: refuse_compared)."""
-        if arm not in self._composed:  # composing costs ≈0.1 s: once per arm, not per seed
-            train = [o for o in self.overrides if not override_key(o).startswith("init_stats.")]  # init_depth's
-            self._composed[arm] = compose_checked("train", [*arm, *train])
-        return self._composed[arm]
+        train = tuple(o for o in self.overrides if not override_key(o).startswith("init_stats."))  # init_depth's
+        if (*arm, *train) not in _COMPOSED:
+            _COMPOSED[(*arm, *train)] = compose_checked("train", [*arm, *train])
+        return _COMPOSED[(*arm, *train)]
 
     def n(self, count: int, least: int = 2) -> int:
         """A design size (steps, images) times lab.scale, at least `least`."""
         return max(least, int(round(count * self.scale)))
 
+
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+_POOLS = {}  # workers -> a process pool kept for the whole process: starting one costs an import of torch each
+
+
+def pool(workers: int):
+    """The process pool of `workers` workers, one torch thread each (started on first use, then reused)."""
+    if workers not in _POOLS:
+        import atexit
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: a forked child of a process that has run torch may inherit a held OpenMP lock
+        _POOLS[workers] = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), initializer=_one_thread)
+        atexit.register(_POOLS[workers].shutdown)
+    return _POOLS[workers]
+
+
+def _call(job):
+    fn, args = job
+    return fn(*args)
+
+
+class Context(Spec):
+    """What a claim's measure needs: its folder, the user's overrides, seeds, scale, composition, the premise
+    check and a map over sub-runs that uses both cores."""
+
+    def __init__(self, name: str, overrides, folder, scale: float = 1.0, seeds: int = 5, log=print,
+                 workers: int = 1, premise: str = ""):
+        super().__init__(name, overrides, scale)
+        self.folder, self.seeds, self.log, self.workers = folder, list(range(seeds)), log, workers
+        self.notes = []  # what the run itself decided (pilot lr, censoring, diverged runs): into verdict.json
+        self.premise_statement, self.premise_result = premise, None
+
+    def spec(self) -> Spec:
+        return Spec(self.name, self.overrides, self.scale)
+
     def note(self, text: str):
         self.notes.append(text)
         self.log(f"[lab {self.name}] {text}")
+
+    def premise(self, met: bool, measured: str):
+        """Record the premise measured on the first seed; abort the claim (PremiseNotMet) when it is not met."""
+        self.premise_result = {"statement": self.premise_statement, "met": bool(met), "measured": measured}
+        self.log(f"[lab {self.name}] premise {'met' if met else 'NOT met'}: {measured}")
+        if not met:
+            raise PremiseNotMet(measured)
+
+    def map(self, fn, jobs) -> list:
+        """[fn(*job) for job in jobs], `workers` at a time in worker processes with one torch thread each; fn
+        must be a module-level function. Each sub-run draws everything from its own seeds, so the results equal
+        the one-by-one ones exactly (tests/test_lab.py compares them)."""
+        jobs = [tuple(job) for job in jobs]
+        if self.workers <= 1 or len(jobs) < 2:
+            return [fn(*job) for job in jobs]
+        return list(pool(self.workers).map(_call, [(fn, job) for job in jobs]))
+
+    def premised(self, fn, jobs_of, check) -> dict:
+        """{seed: [fn(*job) for job in jobs_of(seed)]}, the first seed's jobs first: check(its results) gives
+        (met, measured) for the premise, and only when it is met do the other seeds run (two at a time)."""
+        first, rest = self.seeds[0], self.seeds[1:]
+        results = {first: self.map(fn, jobs_of(first))}
+        self.premise(*check(results[first]))
+        flat = self.map(fn, [job for seed in rest for job in jobs_of(seed)])
+        k = len(jobs_of(first))
+        return {**results, **{seed: flat[i * k:(i + 1) * k] for i, seed in enumerate(rest)}}
 
 
 # ---------------------------------------------------------------- data
@@ -212,12 +282,12 @@ def figure(*shape, size=(6, 4)):
     return fig, axes
 
 
-def save(fig, folder, title: str):
+def save(fig, folder, title: str, name: str = "figure.png"):
     import matplotlib.pyplot as plt
 
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(folder / "figure.png", dpi=100)
+    fig.savefig(folder / name, dpi=100)
     plt.close(fig)
 
 

@@ -5,7 +5,9 @@
 
 Overrides reach every claim's composed config, except the keys a claim compares itself or its design sets (one
 line, exit 2). The lab's own keys: lab.scale=F multiplies every design size (steps, images; 1 = the stated
-design), lab.seeds=N the paired seeds (default 3), lab.threads=N torch's threads (default 1: see run_claim).
+design), lab.seeds=N the paired seeds (default: the claim's planned count; only a raise is allowed, and it marks
+the result exploratory, as does lab.scale ≠ 1), lab.threads=N torch's threads per run (default 1: see
+run_claim), lab.workers=N the sub-runs at a time, each in its own process on one thread (default 2: both cores).
 """
 import json
 import math
@@ -18,41 +20,61 @@ from pathlib import Path
 from .. import UserError
 from .. import exits
 from ..validate import Range, check_value
-from .bench import Context, refuse_compared
+from .bench import Context, PremiseNotMet, refuse_compared
 from .claim import CLAIMS, decide_claim
 from .report import render_report, table_line
 
-USAGE = ("usage: deeprob lab CLAIM... [overrides] [lab.scale=F] [lab.seeds=N] [lab.threads=N] [out=DIR] | deeprob lab --all [...] "
+USAGE = ("usage: deeprob lab CLAIM... [overrides] [lab.scale=F] [lab.seeds=N] [lab.threads=N] [lab.workers=N] "
+         "[out=DIR] | deeprob lab --all [...] "
          "[--report FILE] | deeprob lab --report FILE (re-render from the verdicts in its folder) | deeprob lab --list")
 
 
-def run_claim(claim, overrides, out: Path, scale: float = 1.0, seeds: int = 3, log=print, threads: int = 1) -> dict:
+def run_claim(claim, overrides, out: Path, scale: float = 1.0, seeds: int = None, log=print, threads: int = 1,
+              workers: int = 1) -> dict:
     """Measure the claim into out, decide it from the per-seed numbers, write verdict.json; return the verdict.
 
     threads: torch's intra-op threads. The claims' models are small: on 2 loaded cores one thread took 9× less CPU
     time per step than two (0.019 vs 0.177 s, the 4-conv net, batch 64) and ran 14× faster, spinning threads
-    being the difference."""
+    being the difference. workers: sub-runs at a time (Context.map), so one thread each still fills both cores."""
     import torch
 
     refuse_compared(claim.name, claim.compares, overrides)
+    seeds = check_seeds(claim, seeds)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run_claim(claim, overrides, Path(out), scale, seeds, log)
+        return _run_claim(claim, overrides, Path(out), scale, seeds, log, workers)
     finally:
         torch.set_num_threads(before)
 
 
-def _run_claim(claim, overrides, out: Path, scale: float, seeds: int, log) -> dict:
+def check_seeds(claim, seeds) -> int:
+    """The claim's planned seed count, or lab.seeds where it raises it; a lower count is refused."""
+    if seeds is not None and seeds < claim.seeds:
+        raise UserError(f"lab.seeds: {seeds} is below {claim.name}'s planned {claim.seeds} seeds (its design says "
+                        f"why); lab.seeds may only raise it, e.g. lab.seeds={claim.seeds * 2}")
+    return seeds or claim.seeds
+
+
+def _run_claim(claim, overrides, out: Path, scale: float, seeds: int, log, workers: int) -> dict:
     if out.exists() and any(out.iterdir()):
         raise UserError(f"out: {out} already holds results; choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    ctx = Context(claim.name, overrides, out, scale, seeds, log)
-    samples, numbers = claim.measure(ctx)
-    lab_args = [f"lab.scale={scale}"] * (scale != 1.0) + [f"lab.seeds={seeds}"] * (seeds != 3)  # threads change the speed, not the design
-    verdict = {"claim": claim.name, "statement": claim.statement, "design": claim.design,
-               **decide_claim(claim, samples), "numbers": numbers, "notes": ctx.notes,
+    ctx = Context(claim.name, overrides, out, scale, seeds, log, workers, claim.premise)
+    try:
+        samples, numbers = claim.measure(ctx)
+        decided = decide_claim(claim, samples)
+    except PremiseNotMet as e:
+        numbers, decided = {}, {"verdict": "premise_not_met", "reason": f"premise not met on seed 0: {e}",
+                                "parts": {}, "effect": None, "ci95": [None, None], "detectable_effect": None,
+                                "n_seeds": 1, "planned_seeds": claim.seeds, "p": None,
+                                "literature": {"size": None, "source": ""}}
+    lab_args = [f"lab.scale={scale}"] * (scale != 1.0) + [f"lab.seeds={seeds}"] * (seeds != claim.seeds)
+    verdict = {"claim": claim.name, "statement": claim.statement, "design": claim.design, "practice": claim.practice,
+               **decided,
+               "premise": ctx.premise_result, "exploratory": seeds != claim.seeds or scale != 1.0,
+               "numbers": numbers, "notes": ctx.notes,
                "command": shlex.join(["deeprob", "lab", claim.name, *overrides, *lab_args]),
                "overrides": list(overrides), "scale": scale, "figure": "figure.png",
                "seconds": round(time.perf_counter() - started, 1)}
@@ -113,7 +135,8 @@ def flatten(node, prefix="") -> dict:
     return flat
 
 
-LAB_SETTINGS = {"lab.scale": Range(0.001), "lab.seeds": Range(2, integer=True), "lab.threads": Range(1, integer=True)}
+LAB_SETTINGS = {"lab.scale": Range(0.001), "lab.seeds": Range(2, integer=True), "lab.threads": Range(1, integer=True),
+                "lab.workers": Range(1, integer=True)}
 
 
 def _number(key: str, text: str, kind, least):
@@ -130,8 +153,9 @@ def _number(key: str, text: str, kind, least):
 
 
 def parse(args):
-    """(claims, overrides, out, report, listing, scale, seeds, threads) from deeprob lab's arguments."""
-    claims, overrides, out, report, listing, everything, scale, seeds, threads = [], [], None, None, False, False, 1.0, 3, 1
+    """(claims, overrides, out, report, listing, scale, seeds, threads, workers) from deeprob lab's arguments."""
+    claims, overrides, out, report, listing, everything = [], [], None, None, False, False
+    scale, seeds, threads, workers = 1.0, None, 1, 2
     rest = list(args)
     while rest:
         arg = rest.pop(0)
@@ -151,9 +175,11 @@ def parse(args):
             seeds = _number("lab.seeds", arg.split("=", 1)[1], int, 2)
         elif arg.startswith("lab.threads="):
             threads = _number("lab.threads", arg.split("=", 1)[1], int, 1)
+        elif arg.startswith("lab.workers="):
+            workers = _number("lab.workers", arg.split("=", 1)[1], int, 1)
         elif arg.startswith("lab."):
-            raise UserError(f"{arg.split('=')[0]}: no such key; the lab's own keys are lab.scale, lab.seeds and "
-                            f"lab.threads")
+            raise UserError(f"{arg.split('=')[0]}: no such key; the lab's own keys are lab.scale, lab.seeds, "
+                            f"lab.threads and lab.workers")
         elif "=" in arg or arg.startswith("+") or arg.startswith("~"):
             overrides.append(arg)
         elif arg.startswith("-"):
@@ -166,16 +192,18 @@ def parse(args):
         claims = list(CLAIMS)
     if not claims and not listing and report is None:
         raise UserError(f"name a claim or --all; {USAGE}")
-    for name in claims:  # before anything runs: a refused override costs nothing
+    for name in claims:  # before anything runs: a refused override (or too few seeds) costs nothing
         refuse_compared(name, CLAIMS[name].compares, overrides)
-    return claims, overrides, out, report, listing, scale, seeds, threads
+        check_seeds(CLAIMS[name], seeds)
+    return claims, overrides, out, report, listing, scale, seeds, threads, workers
 
 
 def error_verdict(name: str, error: str, folder: Path) -> dict:
     claim = CLAIMS[name]
     return {"claim": name, "statement": claim.statement, "design": claim.design, "verdict": "error",
             "reason": error, "effect": None, "ci95": [None, None], "detectable_effect": None, "n_seeds": 0,
-            "literature": {"effect": None, "source": ""}, "parts": {}, "numbers": {}, "notes": [],
+            "planned_seeds": claim.seeds, "p": None, "premise": None, "exploratory": False,
+            "literature": {"size": None, "source": ""}, "parts": {}, "numbers": {}, "notes": [],
             "command": "", "figure": "figure.png", "seconds": 0.0, "error": error, "folder": str(folder)}
 
 
@@ -187,7 +215,7 @@ def main(args=None):
         print(USAGE + "\n\n" + doc)
         return 0
     try:
-        claims, overrides, out, report, listing, scale, seeds, threads = parse(args)
+        claims, overrides, out, report, listing, scale, seeds, threads, workers = parse(args)
         if listing:
             width = max(map(len, CLAIMS))
             for c in CLAIMS.values():
@@ -208,7 +236,8 @@ def main(args=None):
         verdicts, started = [], time.perf_counter()
         for name in claims:
             try:
-                verdicts.append({**run_claim(CLAIMS[name], overrides, folders[name], scale, seeds, threads=threads),
+                verdicts.append({**run_claim(CLAIMS[name], overrides, folders[name], scale, seeds, threads=threads,
+                                                   workers=workers),
                                  "folder": str(folders[name])})
             except Exception as e:
                 if len(claims) == 1:
