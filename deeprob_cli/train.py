@@ -302,12 +302,7 @@ def build_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     model = assembly.model.to(device)
     net = distributed.wrap(speed.prepare(model), cfg.trainer.sync_bn, cfg.trainer.seed)  # DDP under torchrun
     params = sum(p.numel() for p in model.parameters())
-    if distributed.is_main() and not sweep:
-        log.info("run folder %s  (follow it: tensorboard --logdir %s, then %s)", run.out, shlex.quote(str(run.out)),
-                 LINK)  # smoothing 0: epoch points as measured
-    log.info("%s: %d parameters, %d train / %d val images of shape %s, device %s", type(model).__name__, params,
-             len(data.train), len(data.val or []), data.shape, device)
-
+    log_job(run, model, params, data, device, sweep)
     batch_size = min(cfg.trainer.batch_size, len(data.train))
     effective_batch = distributed.effective_batch(batch_size, len(data.train))  # batch_size × processes
     steps_per_epoch = len(data.train) // effective_batch  # the last incomplete batch is dropped
@@ -330,6 +325,15 @@ def build_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
                optimizer=optimizer, schedule=schedule, order=order, noise=noise, monitor=monitor,
                tta=tta, average=average, effective_batch=effective_batch,
                steps_per_epoch=steps_per_epoch, show=show)
+
+
+def log_job(run: Run, model, params: int, data: Data, device, sweep: bool):
+    """Where the run's folder is (and how to follow it), the model's size, the data and the device."""
+    if distributed.is_main() and not sweep:
+        log.info("run folder %s  (follow it: tensorboard --logdir %s, then %s)", run.out, shlex.quote(str(run.out)),
+                 LINK)  # smoothing 0: epoch points as measured
+    log.info("%s: %d parameters, %d train / %d val images of shape %s, device %s", type(model).__name__, params,
+             len(data.train), len(data.val or []), data.shape, device)
 
 
 def resume_state(run: Run, average, optimizer, schedule, device, order, noise, threads):

@@ -209,10 +209,8 @@ def error_verdict(name: str, error: str, folder: Path) -> dict:
 
 def main(args=None):
     args = sys.argv[1:] if args is None else args
-    if args and args[0] in ("-h", "--help"):
-        from . import __doc__ as doc
-
-        print(USAGE + "\n\n" + doc)
+    if args and args[0] in ("-h", "--help"):  # (`deeprob lab --help` is answered by launch.run_plain_command)
+        print(USAGE + "\n\n" + sys.modules[__package__].__doc__)  # the package's doc, without importing it back
         return 0
     try:
         claims, overrides, out, report, listing, scale, seeds, threads, workers = parse(args)
