@@ -384,9 +384,10 @@ def log_start(cfg: DictConfig, monitor: Monitor, choices: dict, batch_size: int,
               data: Data, steps_per_epoch: int, sweep: bool):
     """A fresh run's hparams (the numbers set on its command line, the metrics it can have, what its sweep varies),
     augmented examples and its config with its command line (the Text tab)."""
-    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    varied = (swept_keys(HydraConfig.get().sweep.dir) if sweep else {}) or [o.split("=")[0].lstrip("+~")
-                                                                             for o in overrides]
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None  # (None: train() called directly)
+    overrides = hydra_cfg.overrides.task if hydra_cfg else []
+    varied = (swept_keys(hydra_cfg.sweep.dir) if sweep and hydra_cfg else {}) or [o.split("=")[0].lstrip("+~")
+                                                                                 for o in overrides]
     monitor.hparams({**overridden_numbers(overrides, cfg),
                      **{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
                      "optim.lr": cfg.optim.lr, "trainer.batch_size": batch_size,
