@@ -73,7 +73,7 @@ def stalling(path, data):
     if path.name == "last.pt":
         writes[0] += 1
         if writes[0] == at:
-            with open(path.with_name(f".{path.name}.tmp{os.getpid()}"), "wb") as f:
+            with open(c.temp_path(path), "wb") as f:
                 f.write(bytes(data)[: len(data) // 2])
             open("stalled", "w").close()  # beside the run folder: the test kills now
             time.sleep(600)
@@ -124,7 +124,7 @@ def kill_trial(tmp_path, reference, mode, target):
     if mode == "write":  # the torn write never replaced the previous checkpoint
         assert saved == WRITES[target - 2] if target > 1 else True
     run_cli("train", "resume=run", cwd=tmp_path)
-    assert not list(run.rglob(".*.tmp*"))  # the killed process's temporary file is gone
+    assert not list(run.rglob(".*.deeprob-tmp*"))  # the killed process's temporary file is gone
     _same_as_reference(run, reference)
 
 
