@@ -322,7 +322,7 @@ class Run:
         import torch
 
         from . import distributed
-        from .checkpoint import link_checkpoint, provenance, save_checkpoint
+        from .checkpoint import first_nonfinite, link_checkpoint, provenance, save_checkpoint
         from .config import to_plain
 
         if distributed.active():  # each rank's own generators and share of the epoch: every rank resumes exactly
@@ -331,8 +331,9 @@ class Run:
                                                             "correct": own["correct"]})}
         if not distributed.is_main():
             return
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            raise self.diverged(f"a weight became NaN or infinite at step {self.progress.step}")
+        bad = first_nonfinite({k: state.get(k) for k in ("model", "average", "preprocess", "optimizer")})
+        if bad:  # every saved number, not only the evaluated weights: buffers, lookahead's trained weights
+            raise self.diverged(f"a weight became NaN or infinite at step {self.progress.step} ({bad})")
         last = self.out / "checkpoints" / "last.pt"
         save_checkpoint(last, {**state, "config": to_plain(self.cfg),
                                "progress": self.progress.state(time.perf_counter() - self.started),

@@ -125,3 +125,39 @@ def test_a_run_with_averaging_resumes_bit_for_bit(tmp_path, monkeypatch, average
     assert all(torch.equal(wa["average"]["trained"][k], trained[k]) for k in trained)
     differs = any(not torch.equal(wb["model"][k], trained[k]) for k in trained if trained[k].is_floating_point())
     assert differs == (average == "ema")  # lookahead hands its slow weights to the trained model at the end
+
+
+@pytest.mark.parametrize("option", ["average=ema average.every=1000", "average=ema average.start=1.0",
+                                    "average=ema average.start=0.9 average.every=20",
+                                    "average=lookahead average.every=1000"])
+def test_averaging_that_would_never_update_is_refused_before_the_first_step(tmp_path, option):
+    """It would evaluate, save and score the initial weights (and lookahead would reset the trained ones to
+    them): one line naming the key and the run's step count, exit 2, no checkpoint."""
+    key = option.split()[-1].split("=")[0]
+    result = run_cli("train", *RUN, *option.split(), "hydra.run.dir=run", cwd=tmp_path, check=False)
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert line.startswith(f"deeprob train: error: {key}:") and ("last step is 36" in line or "last step 36" in line
+                                                                 or "none of the run's 36 steps" in line), line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_averaging_that_updates_once_at_the_last_step_is_accepted(tmp_path):
+    run_cli("train", *RUN, "average=lookahead", "average.every=30", "hydra.run.dir=run", cwd=tmp_path)
+    assert summary(tmp_path / "run")["status"] == "completed"
+
+
+def test_the_last_good_checkpoint_is_finite_in_every_saved_number(tmp_path):
+    """lookahead: the evaluated (slow) weights may be finite while the trained ones are not; a run that diverges
+    keeps only checkpoints in which every tensor (trained weights, batch-norm statistics, optimizer state) is
+    finite."""
+    result = run_cli("train", *RUN, "average=lookahead", "average.every=5", "optim.lr=1e30",
+                     "trainer.checkpoint_every=1", "log.hist_every=0", "hydra.run.dir=run", cwd=tmp_path, check=False)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    if last.exists():
+        from deeprob_cli.checkpoint import first_nonfinite
+
+        state = torch.load(last, weights_only=True)
+        assert first_nonfinite({k: state[k] for k in ("model", "average", "optimizer")}) is None
+        assert all(torch.isfinite(t).all() for t in state["average"]["trained"].values() if t.is_floating_point())
