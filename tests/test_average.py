@@ -151,13 +151,46 @@ def test_the_last_good_checkpoint_is_finite_in_every_saved_number(tmp_path):
     """lookahead: the evaluated (slow) weights may be finite while the trained ones are not; a run that diverges
     keeps only checkpoints in which every tensor (trained weights, batch-norm statistics, optimizer state) is
     finite."""
-    result = run_cli("train", *RUN, "average=lookahead", "average.every=5", "optim.lr=1e30",
+    result = run_cli("train", *RUN, "average=lookahead", "average.every=5", "optim.lr=1e37",
                      "trainer.checkpoint_every=1", "log.hist_every=0", "hydra.run.dir=run", cwd=tmp_path, check=False)
     assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     if last.exists():
-        from deeprob_cli.checkpoint import first_nonfinite
-
         state = torch.load(last, weights_only=True)
-        assert first_nonfinite({k: state[k] for k in ("model", "average", "optimizer")}) is None
-        assert all(torch.isfinite(t).all() for t in state["average"]["trained"].values() if t.is_floating_point())
+        assert all(torch.isfinite(t).all() for t in _tensors({k: state[k] for k in ("model", "average", "optimizer")})
+                   if t.is_floating_point())
+        assert state["average"]["trained"]  # the trained weights are there and were checked
+
+
+def _tensors(tree):
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    for value in tree.values() if isinstance(tree, dict) else tree if isinstance(tree, (list, tuple)) else ():
+        yield from _tensors(value)
+
+
+@pytest.mark.parametrize("average,poison", [("lookahead", "trained weight"), ("none", "batch-norm statistic")])
+def test_a_checkpoint_with_any_non_finite_tensor_is_refused(tmp_path, monkeypatch, average, poison):
+    """Injected after step 3: an infinite trained weight under lookahead (the evaluated slow weights stay finite)
+    or an infinite batch-norm running variance in a plain run (a buffer, not a parameter). The checkpoint of step 3
+    is refused, the run ends as diverged, and the kept last.pt (step 2) is finite in every tensor."""
+    import deeprob_cli.train as train_module
+
+    original = train_module.train_step
+
+    def step(job, run, **kwargs):
+        original(job, run, **kwargs)
+        if run.progress.step == 3:
+            if poison == "trained weight":
+                next(job.model.parameters()).data.fill_(float("inf"))
+            else:
+                next(b for n, b in job.model.named_buffers() if n.endswith("running_var")).fill_(float("inf"))
+
+    monkeypatch.setattr(train_module, "train_step", step)
+    result = run_cli("train", *RUN, f"average={average}", "trainer.checkpoint_every=1", "hydra.run.dir=run",
+                     cwd=tmp_path, check=False)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["progress"]["step"] == 2
+    assert all(torch.isfinite(t).all() for t in _tensors({k: state[k] for k in ("model", "average", "optimizer")})
+               if t.is_floating_point())
