@@ -40,6 +40,9 @@ HINTS = {"trainer.checkpoint_every": " (0 = at epoch ends only)", "log.hist_ever
 
 def check(cfg: DictConfig, choices: dict | None = None):
     """Raise UserError naming the first key whose value is out of its range or of the wrong type."""
+    from .trust import check_targets
+
+    check_targets(cfg)  # an option is chosen by name: a `_target_` of one's own is refused
     for key, spec in SETTINGS.items():
         if OmegaConf.select(cfg, key, default="<absent>") != "<absent>":
             try:

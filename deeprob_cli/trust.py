@@ -218,3 +218,18 @@ def resumed_data(cfg) -> DictConfig:
     node = cfg.dataset.copy()
     node.download = False
     return node
+
+
+def check_targets(cfg):
+    """A command line's `_target_` (preprocess._target_=os.system) is deeprob's own option's or refused in one line:
+    the options are chosen by name (preprocess=whiten), never by a callable's path."""
+    from .config import options
+
+    for key, node in options(cfg):
+        group, _, name = key.partition(".")
+        files = _option_files(group)
+        allowed = {files[name].get("_target_")} if name in files else {y.get("_target_") for y in files.values()}
+        if node.get("_target_") not in allowed:
+            choose = f"{group}=[{name}]" if name else f"{group}={next(iter(files))}"
+            raise UserError(f"{key}._target_: {node.get('_target_')!r} is not one of deeprob's own options; choose an "
+                            f"option by name instead (e.g. {choose}; see conf/{group}/)")

@@ -207,3 +207,14 @@ def test_a_link_in_a_shared_run_folder_is_never_written_through(crafted, name):
         assert victim.read_bytes() == before
     if name == "checkpoints":
         assert sorted(p.name for p in target.iterdir()) == before_dir
+
+
+@pytest.mark.parametrize("line", ["preprocess._target_=os.system", "model._target_=torch.nn.Linear",
+                                  "augment.flip._target_=nonexistent.Thing"])
+def test_a_target_on_the_command_line_is_refused_in_one_line_naming_the_key(tmp_path, line):
+    """Options are chosen by name; a callable's path of one's own was a traceback (os.system: 'Located non-class')."""
+    result = run_cli("train", "dataset=synthetic", line, "hydra.run.dir=run", cwd=tmp_path, check=False)
+    key = line.split("=")[0]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and key in result.stderr
+    assert not (tmp_path / "run").exists()
