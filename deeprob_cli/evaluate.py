@@ -11,9 +11,13 @@ import math
 import sys
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from omegaconf import OmegaConf
+from .trust import require_cwd
+
+require_cwd("eval")  # before torch: its import fails natively in a deleted folder
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from . import UserError
 from .checkpoint import load_checkpoint

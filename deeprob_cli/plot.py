@@ -8,7 +8,11 @@ half fixed at 1, i.e. as its swish gate.
 import sys
 from pathlib import Path
 
-import matplotlib
+from .trust import require_cwd
+
+require_cwd("plot")  # before torch: its import fails natively in a deleted folder
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")  # files only, never a window
 

@@ -233,3 +233,16 @@ def check_targets(cfg):
             choose = f"{group}=[{name}]" if name else f"{group}={next(iter(files))}"
             raise UserError(f"{key}._target_: {node.get('_target_')!r} is not one of deeprob's own options; choose an "
                             f"option by name instead (e.g. {choose}; see conf/{group}/)")
+
+
+def require_cwd(command: str):
+    """Exit 2 with one line when the current folder was deleted: importing torch there ends in a native loader
+    error (oneMKL 'Cannot load libtorch_cpu.so'), so this runs before torch is imported."""
+    import sys
+
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        print(f"deeprob {command}: error: the current folder no longer exists; cd into an existing folder and run "
+              f"the command again", file=sys.stderr)
+        sys.exit(2)
