@@ -222,7 +222,8 @@ def test_huge_learning_rate_diverges_within_the_first_epoch(tmp_path):
     result = run_cli("train", *RUN, "optim.lr=1e6", "hydra.run.dir=run", cwd=tmp_path, check=False)
     assert result.returncode == 3 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("deeprob train: diverged: loss became") and "optim.lr" in line and "init=" in line
+    assert line.startswith(("deeprob train: diverged: loss became", "deeprob train: diverged: a weight became"))
+    assert "optim.lr" in line and "init=" in line  # (batch-norm statistics may turn infinite before the loss)
     s = summary(tmp_path / "run")
     assert s["status"] == "diverged" and s["step"] < 32 and s["epochs_completed"] == 0
     assert isinstance(s["last_finite_loss"], float) and math.isfinite(s["last_finite_loss"])
