@@ -20,17 +20,30 @@ from . import UserError, __version__
 FORMAT = "deeprob-checkpoint/1"
 
 
-TEMP_GLOB = ".*.tmp*"  # atomic_write's temporary files: `.NAME.tmpPID` beside the file they replace
+import re
+
+# atomic_write's temporary files, `.NAME.deeprob-tmpPID` beside the file they replace: a name no user file has, so
+# that clearing a killed process's leftovers can never remove a user's `.notes.tmpl` or `.db.tmp-2024`
+TEMP_SUFFIX = ".deeprob-tmp"
+STALE = re.compile(r"\..+" + re.escape(TEMP_SUFFIX) + r"[0-9]+")
+LEGACY = re.compile(r"\.(last|best)\.pt\.tmp[0-9]+")  # checkpoints/ temporaries of deeprob before this name
+
+
+def temp_path(path: Path) -> Path:
+    """The temporary file atomic_write() fills before renaming it onto path."""
+    return path.with_name(f".{path.name}{TEMP_SUFFIX}{os.getpid()}")
 
 
 def atomic_write(path: Path, data: bytes):
     """Write data to path via a temporary file, fsync and a rename: a reader (or a kill at any instant) sees the
     old file or the new one, never half of one. On any failure (a full disk, a signal) the temporary file is
-    removed and the old file is left as it was."""
+    removed and the old file is left as it was. The temporary is created afresh (O_EXCL, never through a link
+    a shared folder may hold under its name)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        tmp.unlink(missing_ok=True)  # a killed earlier process with this pid (or a planted link): removed, not followed
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
             view = memoryview(data)
             while view:
@@ -45,10 +58,16 @@ def atomic_write(path: Path, data: bytes):
 
 
 def remove_stale_temps(folder: Path):
-    """Delete temporary files that killed processes left behind (call only while holding the folder's lock)."""
-    for pattern in (TEMP_GLOB, f"checkpoints/{TEMP_GLOB}"):
-        for stale in Path(folder).glob(pattern):
-            stale.unlink(missing_ok=True)
+    """Delete the temporary files that killed deeprob processes left behind: only plain files named the way
+    atomic_write() names them (and checkpoints/' old .last.pt.tmpPID); call only while holding the folder's lock."""
+    for sub, pattern in (("", STALE), ("checkpoints", STALE), ("checkpoints", LEGACY)):
+        try:
+            entries = list(os.scandir(Path(folder) / sub))
+        except OSError:
+            continue
+        for entry in entries:
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                Path(entry.path).unlink(missing_ok=True)
 
 
 def save_checkpoint(path: Path, state: dict):
@@ -60,9 +79,22 @@ def save_checkpoint(path: Path, state: dict):
     atomic_write(path, buffer.getbuffer())
 
 
+def first_nonfinite(tree, name: str = "") -> str | None:
+    """The name of the first floating-point tensor in a nested dict/list of a checkpoint's state that holds NaN or
+    ±inf (weights, batch-norm statistics, an averager's trained weights, optimizer moments), or None."""
+    if isinstance(tree, torch.Tensor):
+        return name if tree.is_floating_point() and not torch.isfinite(tree).all() else None
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    for key, value in items:
+        found = first_nonfinite(value, f"{name}.{key}" if name else str(key))
+        if found:
+            return found
+    return None
+
+
 def link_checkpoint(source: Path, target: Path):
     """Make target the same file as source (best.pt ← last.pt) atomically, without writing it twice."""
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    tmp = temp_path(target)
     try:
         tmp.unlink(missing_ok=True)
         os.link(source, tmp)

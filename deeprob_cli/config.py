@@ -19,7 +19,7 @@ SETTINGS = {
     "trainer.epochs": Range(1, integer=True),
     "trainer.batch_size": Range(1, integer=True),
     "trainer.eval_batch_size": Range(1, integer=True),
-    "trainer.seed": Range(0, 2 ** 63 - 1, integer=True),  # torch.Generator.manual_seed's range
+    "trainer.seed": Range(0, 2 ** 32 - 1, integer=True),  # numpy.random.seed's range (torch's is wider)
     "trainer.threads": Range(1, integer=True, nullable=True),
     "trainer.checkpoint_every": Range(0, integer=True),
     "trainer.sync_bn": Kind(bool),
@@ -40,6 +40,9 @@ HINTS = {"trainer.checkpoint_every": " (0 = at epoch ends only)", "log.hist_ever
 
 def check(cfg: DictConfig, choices: dict | None = None):
     """Raise UserError naming the first key whose value is out of its range or of the wrong type."""
+    from .trust import check_targets
+
+    check_targets(cfg)  # an option is chosen by name: a `_target_` of one's own is refused
     for key, spec in SETTINGS.items():
         if OmegaConf.select(cfg, key, default="<absent>") != "<absent>":
             try:
@@ -62,10 +65,14 @@ def check(cfg: DictConfig, choices: dict | None = None):
 
 def smallest_image(cfg: DictConfig):
     """(the smallest image side the chosen options can work with, the option that needs it)."""
+    needs = [(1, "")]
     crop = selected(cfg, "augment").get("crop")
     if crop is not None and crop.get("mode", "reflect") == "reflect":  # reflect padding needs padding < side
-        return crop.get("padding", 0) + 1, f"augment.crop (padding {crop.get('padding', 0)})"
-    return 1, ""
+        needs.append((crop.get("padding", 0) + 1, f"augment.crop (padding {crop.get('padding', 0)})"))
+    shift = cfg.get("tta", {}).get("shift") if isinstance(cfg.get("tta"), DictConfig) else None
+    if isinstance(shift, int) and not isinstance(shift, bool):  # flip_translate: a shift beyond the side is no view
+        needs.append((shift + 1, f"tta.shift ({shift})"))
+    return max(needs, key=lambda need: need[0])
 
 
 def check_device(name):

@@ -322,7 +322,7 @@ class Run:
         import torch
 
         from . import distributed
-        from .checkpoint import link_checkpoint, provenance, save_checkpoint
+        from .checkpoint import first_nonfinite, link_checkpoint, provenance, save_checkpoint
         from .config import to_plain
 
         if distributed.active():  # each rank's own generators and share of the epoch: every rank resumes exactly
@@ -331,8 +331,9 @@ class Run:
                                                             "correct": own["correct"]})}
         if not distributed.is_main():
             return
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            raise self.diverged(f"a weight became NaN or infinite at step {self.progress.step}")
+        bad = first_nonfinite({k: state.get(k) for k in ("model", "average", "preprocess", "optimizer")})
+        if bad:  # every saved number, not only the evaluated weights: buffers, lookahead's trained weights
+            raise self.diverged(f"a weight became NaN or infinite at step {self.progress.step} ({bad})")
         last = self.out / "checkpoints" / "last.pt"
         save_checkpoint(last, {**state, "config": to_plain(self.cfg),
                                "progress": self.progress.state(time.perf_counter() - self.started),
@@ -440,6 +441,9 @@ def claim(folder: Path, created: list | None = None, pinned: bool = False) -> Cl
     key = _key(folder)
     if key in CLAIMS:
         return CLAIMS[key]
+    from .trust import check_entries
+
+    check_entries(folder)  # a link named .lock, train.log, checkpoints/... would carry deeprob's writes outside
     created = list(created or []) + make_folder(folder)
     try:
         lock = open(folder / ".lock", "a")
@@ -714,10 +718,13 @@ def resume_args(command: str, args: list, run: Path) -> list:
     if any(a in ("-m", "--multirun") for a in args):
         raise UserError("resume: continues one run; to continue a sweep's unfinished jobs run the sweep again with "
                         "hydra.sweep.dir=SWEEP_DIR resume=auto")
+    from .trust import trusted_record
+
+    record = trusted_record(saved)  # a run folder is data: Hydra composes a checked copy, never the folder's files
     if command == "train" and not _launched():
         claim(run, pinned=True)
     args = _with(_with(args, "resume", str(run)), "hydra.run.dir", str(run))
-    return [f"--config-dir={saved.parent.resolve()}", "--config-name=config", "hydra.output_subdir=null", *args]
+    return [f"--config-dir={record}", "--config-name=config", "hydra.output_subdir=null", *args]
 
 
 def hydra_quote(path) -> str:

@@ -31,6 +31,7 @@ from .components.augment import compose, log_examples
 from .components.optim import param_groups
 from .config import CONFIG_DIR, build, check, selected, smallest_image
 from .data import load_data
+from .trust import resumed_data
 from .evaluate import evaluate, final_scores
 from .monitor import LINK, Monitor, final_metrics, overridden_numbers
 from . import run as run_module
@@ -308,7 +309,7 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
     tta = build(cfg.tta, "tta")
 
     # data: whole splits as uint8 tensors on the training device; statistics from the training split only
-    data = load_data(cfg.dataset, *smallest_image(cfg))
+    data = load_data(resumed_data(cfg), *smallest_image(cfg))  # resume=RUN_DIR: the run's data, never a download
     preprocess = build(cfg.preprocess, "preprocess").fit(data.train.images)
     if run.resumed:  # the fitted values as the run left them (patch_whiten's bias may have been trained)
         preprocess.load_state_dict(run.resumed["preprocess"])
