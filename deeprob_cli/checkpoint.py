@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import UserError, __version__
-from .folders import atomic_write
+from .folders import atomic_write, temp_path
 
 FORMAT = "deeprob-checkpoint/1"
 
@@ -30,9 +30,22 @@ def save_checkpoint(path: Path, state: dict):
     atomic_write(path, buffer.getbuffer())
 
 
+def first_nonfinite(tree, name: str = "") -> str | None:
+    """The name of the first floating-point tensor in a nested dict/list of a checkpoint's state that holds NaN or
+    ±inf (weights, batch-norm statistics, an averager's trained weights, optimizer moments), or None."""
+    if isinstance(tree, torch.Tensor):
+        return name if tree.is_floating_point() and not torch.isfinite(tree).all() else None
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    for key, value in items:
+        found = first_nonfinite(value, f"{name}.{key}" if name else str(key))
+        if found:
+            return found
+    return None
+
+
 def link_checkpoint(source: Path, target: Path):
     """Make target the same file as source (best.pt ← last.pt) atomically, without writing it twice."""
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    tmp = temp_path(target)
     try:
         tmp.unlink(missing_ok=True)
         os.link(source, tmp)

@@ -7,6 +7,8 @@ included) in its `_target_`'s signature. `check(cfg)` validates every value and 
 Hydra creates a run folder; `compose_checked` composes a config the way Hydra will.
 """
 
+from functools import lru_cache
+
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -19,7 +21,7 @@ SETTINGS = {
     "trainer.epochs": Range(1, integer=True),
     "trainer.batch_size": Range(1, integer=True),
     "trainer.eval_batch_size": Range(1, integer=True),
-    "trainer.seed": Range(0, 2 ** 63 - 1, integer=True),  # torch.Generator.manual_seed's range
+    "trainer.seed": Range(0, 2 ** 32 - 1, integer=True),  # numpy.random.seed's range (torch's is wider)
     "trainer.threads": Range(1, integer=True, nullable=True),
     "trainer.checkpoint_every": Range(0, integer=True),
     "trainer.sync_bn": Kind(bool),
@@ -44,9 +46,16 @@ EVAL_SETTINGS = {
     "split": Choice("val", "test"),
     "tta": Choice(*sorted(p.stem for p in (CONFIG_DIR / "tta").glob("*.yaml"))),
     "dataset.root": Kind(str),
+    "dataset.download": Kind(bool),
+    "dataset.url": Kind(str),
+    "dataset.md5": Kind(str),
     "trainer.device": Kind(str),
     "trainer.eval_batch_size": SETTINGS["trainer.eval_batch_size"],
 }
+# runs saved before the dataset kinds were classes name theirs with `name:` (trust.trusted reads them as these)
+LEGACY_DATASETS = {"cifar10": "deeprob_cli.datasets.cifar10.CIFAR10",
+                   "image_folder": "deeprob_cli.datasets.image_folder.ImageFolder",
+                   "synthetic": "deeprob_cli.datasets.synthetic.Synthetic"}
 DEVICES = "auto, cpu or cuda"
 # a setting's advice when its value is refused, where "expected ..." alone does not say what it means
 HINTS = {"trainer.checkpoint_every": " (0 = at epoch ends only)", "log.hist_every": " (0 = no histograms)"}
@@ -70,7 +79,6 @@ def changed(key: str, value, saved) -> str:
             f"configuration (it may change: {', '.join(sorted(RESUMABLE_CHANGES))}); start a new run to change it")
 
 
-
 def check_command(config_name: str, cfg: DictConfig):
     """The checks of conf/<config_name>.yaml's command: `check` for train, `check_init_stats` for init-stats."""
     (check_init_stats if config_name == "init_stats" else check)(cfg)
@@ -88,6 +96,7 @@ def check_settings(cfg: DictConfig, settings: dict):
 
 def check(cfg: DictConfig):
     """Raise UserError naming the first key whose value is out of its range or of the wrong type."""
+    check_targets(cfg)  # an option is chosen by name: a `_target_` of one's own is refused
     check_settings(cfg, SETTINGS)
     check_device(cfg.trainer.device)
     for group in ("augment", "regularizer"):
@@ -115,10 +124,14 @@ def check_init_stats(cfg: DictConfig):
 
 def smallest_image(cfg: DictConfig):
     """(the smallest image side the chosen options can work with, the option that needs it)."""
+    needs = [(1, "")]
     crop = selected(cfg, "augment").get("crop")
     if crop is not None and crop.get("mode", "reflect") == "reflect":  # reflect padding needs padding < side
-        return crop.get("padding", 0) + 1, f"augment.crop (padding {crop.get('padding', 0)})"
-    return 1, ""
+        needs.append((crop.get("padding", 0) + 1, f"augment.crop (padding {crop.get('padding', 0)})"))
+    shift = cfg.get("tta", {}).get("shift") if isinstance(cfg.get("tta"), DictConfig) else None
+    if isinstance(shift, int) and not isinstance(shift, bool):  # flip_translate: a shift beyond the side is no view
+        needs.append((shift + 1, f"tta.shift ({shift})"))
+    return max(needs, key=lambda need: need[0])
 
 
 def check_device(name):
@@ -218,6 +231,26 @@ def compose_checked(config_name: str, overrides: list):
                             + f" (add a new key with +{missing}=...)") from None
         raise UserError(message) from None
     return cfg
+
+
+@lru_cache(maxsize=None)
+def option_files(group: str) -> dict:
+    """{option name: its YAML as a plain dict} of conf/<group>/."""
+    return {p.stem: OmegaConf.to_container(OmegaConf.load(p), resolve=False) or {}
+            for p in sorted((CONFIG_DIR / group).glob("*.yaml"))}
+
+
+def check_targets(cfg: DictConfig):
+    """A command line's `_target_` (preprocess._target_=os.system) is deeprob's own option's or refused in one line:
+    the options are chosen by name (preprocess=whiten), never by a callable's path."""
+    for key, node in options(cfg):
+        group, _, name = key.partition(".")
+        files = option_files(group)
+        allowed = {files[name].get("_target_")} if name in files else {y.get("_target_") for y in files.values()}
+        if node.get("_target_") not in allowed:
+            choose = f"{group}=[{name}]" if name else f"{group}={next(iter(files))}"
+            raise UserError(f"{key}._target_: {node.get('_target_')!r} is not one of deeprob's own options; choose an "
+                            f"option by name instead (e.g. {choose}; see conf/{group}/)")
 
 
 def option_names(group: str) -> list:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated
 
 import torch
-from omegaconf import OmegaConf
 
 from . import UserError
 from .config import build
@@ -30,11 +29,6 @@ Root = Annotated[str | None, Match(r"(?s).*\S", "a folder path", nullable=True)]
 Subset = Annotated[int | None, Range(1, integer=True, nullable=True)]  # null = the whole train split
 ValSize = Annotated[int, Range(0, integer=True)]  # images held out of train for validation; 0 = none
 SplitSeed = Annotated[int, Range(0, 2**63 - 1, integer=True)]  # the hold-out's seed (torch.Generator's range)
-# runs saved before the dataset kinds were classes name theirs with `name:` (deeprob eval still reads them)
-LEGACY_KINDS = {"cifar10": "deeprob_cli.datasets.cifar10.CIFAR10",
-                "image_folder": "deeprob_cli.datasets.image_folder.ImageFolder",
-                "synthetic": "deeprob_cli.datasets.synthetic.Synthetic"}
-
 
 @dataclass
 class Split:
@@ -77,8 +71,6 @@ def load_data(cfg, min_side: int = 1, needed_by: str = "") -> Data:
     """Read the dataset that cfg (the `dataset` group) names, hold out validation, take the subset.
 
     min_side, needed_by: images smaller than min_side pixels on a side are refused, naming needed_by."""
-    if "_target_" not in cfg and cfg.get("name") in LEGACY_KINDS:  # a run saved before the kinds had classes
-        cfg = OmegaConf.create({**{k: v for k, v in cfg.items() if k != "name"}, "_target_": LEGACY_KINDS[cfg.name]})
     dataset = build(cfg, "dataset")  # its declared parameters checked: one line naming dataset.KEY
     dataset.check(min_side, needed_by)
     train, test, classes = dataset.read()

@@ -1,6 +1,8 @@
 """`deeprob eval RUN_DIR [split=val|test] [tta=none|flip|multicrop] [dataset.root=PATH]`: score a finished run.
 
-Loads RUN_DIR/checkpoints/last.pt (weights_only), rebuilds the model from the stored config, applies the
+Loads RUN_DIR/checkpoints/last.pt (weights_only), rebuilds the model from the stored config once it names only
+deeprob's own options (trust.trusted: a run folder is data, never code), reads the data from the user's own
+location (dataset.root= on the command line, else conf/dataset/'s default; never the run's), applies the
 stored preprocessing, evaluates the chosen split without and with the run's test-time augmentation (or the
 one `tta=` names), prints accuracy and loss, writes RUN_DIR/eval.json.
 """
@@ -9,9 +11,13 @@ import math
 import sys
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from omegaconf import OmegaConf
+from .trust import require_cwd
+
+require_cwd("eval")  # before torch: its import fails natively in a deleted folder
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from . import UserError
 from .checkpoint import load_checkpoint
@@ -21,6 +27,7 @@ from .folders import write_json
 from .validate import check_value
 from .data import load_data
 from .speed import for_eval, pick_device
+from .trust import check_entries, data_settings, trusted
 
 USAGE = ("usage: deeprob eval RUN_DIR [split=val|test] [tta=none|flip|multicrop] [dataset.root=PATH] "
          "[trainer.device=cpu|cuda]")
@@ -112,10 +119,10 @@ def pick_split(data, overrides):
 
 def run_eval(args) -> dict:
     run_dir, overrides = read_args(args)
+    check_entries(run_dir)
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    cfg = OmegaConf.create(state["config"])
-    if "dataset" in overrides and "root" in overrides.dataset:
-        cfg.dataset.root = overrides.dataset.root
+    cfg = trusted(state["config"], f"{run_dir / 'checkpoints' / 'last.pt'}")  # a run folder is data, never code
+    cfg.dataset = data_settings(cfg.dataset, overrides.get("dataset"))  # the user's data location, never the run's
     device_name = OmegaConf.select(overrides, "trainer.device", default="auto")
     check_device(device_name)
     device = pick_device(device_name)

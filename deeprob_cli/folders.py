@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shlex
 import shutil
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from . import UserError
+from .trust import check_entries
 
 
 def write_json(path: Path, value: dict):
@@ -48,17 +50,28 @@ def hydra_value(value) -> str:
 
 # ---------------------------------------------------------------- atomic writes (checkpoints, summary.json)
 
-TEMP_GLOB = ".*.tmp*"  # atomic_write's temporary files: `.NAME.tmpPID` beside the file they replace
+# atomic_write's temporary files, `.NAME.deeprob-tmpPID` beside the file they replace: a name no user file has, so
+# that clearing a killed process's leftovers can never remove a user's `.notes.tmpl` or `.db.tmp-2024`
+TEMP_SUFFIX = ".deeprob-tmp"
+STALE = re.compile(r"\..+" + re.escape(TEMP_SUFFIX) + r"[0-9]+")
+LEGACY = re.compile(r"\.(last|best)\.pt\.tmp[0-9]+")  # checkpoints/ temporaries of deeprob before this name
+
+
+def temp_path(path: Path) -> Path:
+    """The temporary file atomic_write() fills before renaming it onto path."""
+    return path.with_name(f".{path.name}{TEMP_SUFFIX}{os.getpid()}")
 
 
 def atomic_write(path: Path, data: bytes):
     """Write data to path via a temporary file, fsync and a rename: a reader (or a kill at any instant) sees the
     old file or the new one, never half of one. On any failure (a full disk, a signal) the temporary file is
-    removed and the old file is left as it was."""
+    removed and the old file is left as it was. The temporary is created afresh (O_EXCL, never through a link
+    a shared folder may hold under its name)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        tmp.unlink(missing_ok=True)  # a killed earlier process with this pid (or a planted link): removed, not followed
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
             view = memoryview(data)
             while view:
@@ -73,10 +86,16 @@ def atomic_write(path: Path, data: bytes):
 
 
 def remove_stale_temps(folder: Path):
-    """Delete temporary files that killed processes left behind (call only while holding the folder's lock)."""
-    for pattern in (TEMP_GLOB, f"checkpoints/{TEMP_GLOB}"):
-        for stale in Path(folder).glob(pattern):
-            stale.unlink(missing_ok=True)
+    """Delete the temporary files that killed deeprob processes left behind: only plain files named the way
+    atomic_write() names them (and checkpoints/' old .last.pt.tmpPID); call only while holding the folder's lock."""
+    for sub, pattern in (("", STALE), ("checkpoints", STALE), ("checkpoints", LEGACY)):
+        try:
+            entries = list(os.scandir(Path(folder) / sub))
+        except OSError:
+            continue
+        for entry in entries:
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                Path(entry.path).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- run folders owned: claimed before Hydra writes
@@ -102,6 +121,7 @@ def claim(folder: Path, created: list | None = None, pinned: bool = False) -> Fo
     key = _key(folder)
     if key in LOCKS:
         return LOCKS[key]
+    check_entries(folder)  # a link named .lock, train.log, checkpoints/... would carry deeprob's writes outside
     created = list(created or []) + make_folder(folder)
     try:
         lock = open(folder / ".lock", "a")

@@ -32,6 +32,7 @@ from .config import RESUMABLE_CHANGES, build, check_command, compose_checked, op
 from .exits import SIGNALS, Stopped, ending, report
 from .folders import claim, fresh_folder, holds_run, holds_sweep, hydra_value, release_all, shell_quote
 from .threads import register as register_run
+from .trust import trusted_record
 
 USAGE = """usage: deeprob COMMAND [ARGS]
 
@@ -371,7 +372,8 @@ def resume_args(command: str, args: list, run: Path) -> list:
     if any(a in ("-m", "--multirun") for a in args):
         raise UserError("resume: continues one run; to continue a sweep's unfinished jobs run the sweep again with "
                         "hydra.sweep.dir=SWEEP_DIR resume=auto")
+    record = trusted_record(saved)  # a run folder is data: Hydra composes a checked copy, never the folder's files
     if command == "train" and not _launched():
         claim(run, pinned=True)
     args = _with(_with(args, "resume", str(run)), "hydra.run.dir", str(run))
-    return [f"--config-dir={saved.parent.resolve()}", "--config-name=config", "hydra.output_subdir=null", *args]
+    return [f"--config-dir={record}", "--config-name=config", "hydra.output_subdir=null", *args]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-MAX_NAME = 120  # characters of k=v pairs in a folder name; a longer one ends in the job number
+MAX_NAME = 120  # bytes of k=v pairs in a folder name (of a file system's 255); a longer one ends in the job number
 
 
 def swept_keys(sweep_dir) -> dict:
@@ -43,11 +43,29 @@ def job_name(num) -> str:
     keys = swept_keys(hydra.sweep.dir)
     values = dict(o.split("=", 1) for o in hydra.overrides.task if "=" in o)
     pairs = [f"{k}={values[k]}" for k in keys if k in values]
-    name = ",".join(pairs).replace(os.sep, "∕").replace(" ", "")
-    taken = (Path(hydra.sweep.dir) / name).exists() and job_order(Path(hydra.sweep.dir) / name)[1] != int(num)
-    if not name or len(name) > MAX_NAME or taken:  # a job restarted by its scheduler finds its own folder again
-        return str(num) if not name else f"{name[:MAX_NAME]}_{num}"
+    raw = ",".join(pairs)
+    name = raw.replace(os.sep, "∕").replace(" ", "")
+    folder = Path(hydra.sweep.dir) / name
+    # another job's folder: a re-run sweep (values reordered, so job numbers moved) finds each job's own folder by
+    # its overrides, not by its number
+    taken = bool(name) and len(name.encode()) <= MAX_NAME and folder.exists() and not same_job(folder, hydra, num)
+    altered = name != raw  # "a b" and "ab" would share a folder: the number keeps them apart
+    if not name or len(name.encode()) > MAX_NAME or taken or altered:
+        # a file name holds 255 bytes: cut by bytes (∕ is 3), never inside a character
+        return str(num) if not name else f"{name.encode()[:MAX_NAME].decode(errors='ignore')}_{num}"
     return name
+
+
+def same_job(folder: Path, hydra, num) -> bool:
+    """Whether `folder` holds this job (the same overrides; a job restarted by its scheduler finds its own folder)."""
+    try:
+        saved = OmegaConf.load(folder / ".hydra" / "overrides.yaml")
+
+        def own(lines):  # resume=auto continues a sweep: not part of what a job is
+            return sorted(str(o) for o in lines if not str(o).startswith("resume="))
+        return own(saved) == own(hydra.overrides.task)
+    except Exception:
+        return job_order(folder)[1] == int(num)
 
 
 def jobs_in_sweep(sweep_dir) -> int | None:

@@ -8,7 +8,11 @@ half fixed at 1, i.e. as its swish gate.
 import sys
 from pathlib import Path
 
-import matplotlib
+from .trust import require_cwd
+
+require_cwd("plot")  # before torch: its import fails natively in a deleted folder
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")  # files only, never a window
 
@@ -40,15 +44,27 @@ def curves(module: torch.nn.Module, x: torch.Tensor):
 
 
 def options(run_dir: Path = None) -> dict:
-    """{name: activation config} for every conf/activation/ option; a run's own choice with the run's values."""
+    """{name: activation config} for every conf/activation/ option; a run's own choice with the run's values once
+    they name deeprob's own option (trust.trusted_option: a run folder is data, never code)."""
+    from .trust import trusted_option
+
     paths = sorted((CONFIG_DIR / "activation").glob("*.yaml"),
                    key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.stem))
     found = {p.stem: OmegaConf.load(p) for p in paths}
     if run_dir is not None:
-        chosen = OmegaConf.select(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml"), "hydra.runtime.choices.activation")
-        config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-        if chosen in found and "activation" in config:
-            found = {(f"{k} (this run's config)" if k == chosen else k): (config.activation if k == chosen else v)
+        record = run_dir / ".hydra"
+        try:
+            chosen = OmegaConf.select(OmegaConf.load(record / "hydra.yaml"), "hydra.runtime.choices.activation")
+            config = OmegaConf.to_container(OmegaConf.load(record / "config.yaml"), resolve=False)
+        except FileNotFoundError:
+            return found  # not a training run's record (empty .hydra/): the sheet without a run's choice
+        except Exception as e:
+            reason = getattr(e, "strerror", None) or (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"plot activations: the current folder's run record {record} cannot be read ({reason}); "
+                            f"run it in a readable run folder or elsewhere") from None
+        if chosen in found and isinstance(config, dict) and "activation" in config:
+            node = OmegaConf.create(trusted_option("activation", config["activation"], str(record / "config.yaml")))
+            found = {(f"{k} (this run's config)" if k == chosen else k): (node if k == chosen else v)
                      for k, v in found.items()}
     return found
 
@@ -146,16 +162,32 @@ def plot_activations(args) -> Path:
         out = Path(value)
     if out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise UserError(f"out: {str(out)!r} is not allowed; expected a file name ending in .png, .pdf or .svg")
-    run_dir = Path.cwd() if (Path.cwd() / ".hydra").is_dir() else None
+    try:
+        cwd = Path.cwd()
+    except FileNotFoundError:
+        raise UserError("plot activations: the current folder no longer exists; cd into an existing folder") from None
+    run_dir = cwd if (cwd / ".hydra").is_dir() else None
     fig = draw(options(run_dir))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120)
+    except OSError as e:
+        raise UserError(f"out: cannot write {out} ({e.strerror or e}); choose a file in a folder you can write to, "
+                        f"e.g. out=/tmp/activations.png") from None
     print(f"wrote {out}")
     if run_dir is not None:
         from torch.utils.tensorboard import SummaryWriter
 
-        with SummaryWriter(str(run_dir)) as writer:
-            writer.add_figure("activations", fig, close=False)
+        from .trust import check_entries
+
+        try:
+            check_entries(run_dir)
+            with SummaryWriter(str(run_dir)) as writer:
+                writer.add_figure("activations", fig, close=False)
+        except (OSError, UserError) as e:
+            print(f"deeprob plot: not logged to TensorBoard in {run_dir} ({getattr(e, 'strerror', None) or e})",
+                  file=sys.stderr)
+            return out
         print(f"logged to TensorBoard in {run_dir} (tag activations)")
     return out
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 
 from . import UserError, distributed
-from .checkpoint import link_checkpoint, load_checkpoint, provenance, restore_rng, save_checkpoint
+from .checkpoint import first_nonfinite, link_checkpoint, load_checkpoint, provenance, restore_rng, save_checkpoint
 from .config import RESUMABLE_CHANGES, changed, flatten, to_plain
 from .exits import SIGNALS, Diverged, Interrupted
 from .folders import claim, read_summary, release, shell_quote, write_json
+from .trust import upgraded
 
 SECONDS_TO = (85, 87, 90, 94)  # validation accuracies (%) whose first train-second summary.json records
 
@@ -145,7 +146,7 @@ class Run:
         if self.completed:
             raise UserError(f"resume: {self.out} already completed; start a new run instead")
         state = load_checkpoint(last)
-        saved, now = flatten(state["config"]), flatten(to_plain(self.cfg))
+        saved, now = flatten(upgraded(state["config"])), flatten(to_plain(self.cfg))
         for key in sorted(set(saved) | set(now)):
             if saved.get(key) != now.get(key):
                 if key not in RESUMABLE_CHANGES:
@@ -214,8 +215,9 @@ class Run:
                                                             "correct": own["correct"]})}
         if not distributed.is_main():
             return
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            raise self.diverged(f"a weight became NaN or infinite at step {self.progress.step}")
+        bad = first_nonfinite({k: state.get(k) for k in ("model", "average", "preprocess", "optimizer")})
+        if bad:  # every saved number, not only the evaluated weights: buffers, lookahead's trained weights
+            raise self.diverged(f"a weight became NaN or infinite at step {self.progress.step} ({bad})")
         last = self.out / "checkpoints" / "last.pt"
         save_checkpoint(last, {**state, "config": to_plain(self.cfg),
                                "progress": self.progress.state(time.perf_counter() - self.started),

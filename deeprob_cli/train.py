@@ -43,6 +43,7 @@ from .monitor import LINK, Monitor, final_metrics, overridden_numbers
 from .naming import jobs_in_sweep, swept_keys
 from .run import Run
 from .speed import Speed, pick_device
+from .trust import resumed_data
 from .threads import register as register_run, share as share_threads
 
 log = logging.getLogger("deeprob")
@@ -352,7 +353,7 @@ def resume_state(run: Run, average, optimizer, schedule, device, order, noise, t
 def load_and_fit(cfg: DictConfig, run: Run, augment: Compose, device) -> tuple:
     """(data, preprocessing fitted on the training split, the training split on the device): whole splits as
     uint8 tensors; statistics from the training split only."""
-    data = load_data(cfg.dataset, *smallest_image(cfg))
+    data = load_data(resumed_data(cfg), *smallest_image(cfg))  # resume=RUN_DIR: the run's data, never a download
     preprocess = build(cfg.preprocess, "preprocess").fit(data.train.images)
     if run.resumed:  # the fitted values as the run left them (patch_whiten's bias may have been trained)
         preprocess.load_state_dict(run.resumed["preprocess"])

@@ -125,3 +125,72 @@ def test_a_run_with_averaging_resumes_bit_for_bit(tmp_path, monkeypatch, average
     assert all(torch.equal(wa["average"]["trained"][k], trained[k]) for k in trained)
     differs = any(not torch.equal(wb["model"][k], trained[k]) for k in trained if trained[k].is_floating_point())
     assert differs == (average == "ema")  # lookahead hands its slow weights to the trained model at the end
+
+
+@pytest.mark.parametrize("option", ["average=ema average.every=1000", "average=ema average.start=1.0",
+                                    "average=ema average.start=0.9 average.every=20",
+                                    "average=lookahead average.every=1000"])
+def test_averaging_that_would_never_update_is_refused_before_the_first_step(tmp_path, option):
+    """It would evaluate, save and score the initial weights (and lookahead would reset the trained ones to
+    them): one line naming the key and the run's step count, exit 2, no checkpoint."""
+    key = option.split()[-1].split("=")[0]
+    result = run_cli("train", *RUN, *option.split(), "hydra.run.dir=run", cwd=tmp_path, check=False)
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert line.startswith(f"deeprob train: error: {key}:") and ("last step is 36" in line or "last step 36" in line
+                                                                 or "none of the run's 36 steps" in line), line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_averaging_that_updates_once_at_the_last_step_is_accepted(tmp_path):
+    run_cli("train", *RUN, "average=lookahead", "average.every=30", "hydra.run.dir=run", cwd=tmp_path)
+    assert summary(tmp_path / "run")["status"] == "completed"
+
+
+def test_the_last_good_checkpoint_is_finite_in_every_saved_number(tmp_path):
+    """lookahead: the evaluated (slow) weights may be finite while the trained ones are not; a run that diverges
+    keeps only checkpoints in which every tensor (trained weights, batch-norm statistics, optimizer state) is
+    finite."""
+    result = run_cli("train", *RUN, "average=lookahead", "average.every=5", "optim.lr=1e37",
+                     "trainer.checkpoint_every=1", "log.hist_every=0", "hydra.run.dir=run", cwd=tmp_path, check=False)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    if last.exists():
+        state = torch.load(last, weights_only=True)
+        assert all(torch.isfinite(t).all() for t in _tensors({k: state[k] for k in ("model", "average", "optimizer")})
+                   if t.is_floating_point())
+        assert state["average"]["trained"]  # the trained weights are there and were checked
+
+
+def _tensors(tree):
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    for value in tree.values() if isinstance(tree, dict) else tree if isinstance(tree, (list, tuple)) else ():
+        yield from _tensors(value)
+
+
+@pytest.mark.parametrize("average,poison", [("lookahead", "trained weight"), ("none", "batch-norm statistic")])
+def test_a_checkpoint_with_any_non_finite_tensor_is_refused(tmp_path, monkeypatch, average, poison):
+    """Injected after step 3: an infinite trained weight under lookahead (the evaluated slow weights stay finite)
+    or an infinite batch-norm running variance in a plain run (a buffer, not a parameter). The checkpoint of step 3
+    is refused, the run ends as diverged, and the kept last.pt (step 2) is finite in every tensor."""
+    import deeprob_cli.train as train_module
+
+    original = train_module.train_step
+
+    def step(job, run, **kwargs):
+        original(job, run, **kwargs)
+        if run.progress.step == 3:
+            if poison == "trained weight":
+                next(job.model.parameters()).data.fill_(float("inf"))
+            else:
+                next(b for n, b in job.model.named_buffers() if n.endswith("running_var")).fill_(float("inf"))
+
+    monkeypatch.setattr(train_module, "train_step", step)
+    result = run_cli("train", *RUN, f"average={average}", "trainer.checkpoint_every=1", "hydra.run.dir=run",
+                     cwd=tmp_path, check=False)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["progress"]["step"] == 2
+    assert all(torch.isfinite(t).all() for t in _tensors({k: state[k] for k in ("model", "average", "optimizer")})
+               if t.is_floating_point())

@@ -96,7 +96,7 @@ def test_a_signal_in_any_phase_is_one_line_a_summary_and_a_resume_command_that_w
         assert s["epochs_completed"] == 1 and s["val_acc"] is not None
     if phase == "the final evaluation":
         assert s["epochs_completed"] == 2 and "during the final evaluation" in line
-    assert not list(run.rglob(".*.tmp*"))
+    assert not list(run.rglob(".*.deeprob-tmp*"))
     command = shlex.split(s["resume"])  # exactly what a user pastes into a shell
     assert command[:2] == ["deeprob", "train"]
     run_cli(*command[1:], cwd=tmp_path)
@@ -164,7 +164,7 @@ def test_a_full_disk_ends_in_one_line_with_nothing_corrupt_and_resume_completes(
     assert line.endswith(f"then continue with: deeprob train resume={run}")
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)  # the last complete checkpoint
     assert state["progress"]["step"] == 6  # checkpoints at steps 2, 4, 6 were written; the one at 8 hit the full disk
-    assert not list(run.rglob(".*.tmp*"))  # no partial temporary file
+    assert not list(run.rglob(".*.deeprob-tmp*"))  # no partial temporary file
     assert summary(run)["status"] == "failed" and "No space left" in summary(run)["error"]
     run_cli("train", "resume=run", cwd=tmp_path)  # space freed: the run continues from step 6
     same_run(run, reference)
@@ -196,7 +196,7 @@ def test_a_real_full_tmpfs(tmp_path, reference):
                          check=False)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert "No space left on device" in result.stderr.strip().splitlines()[-1]
-        assert not list((disk / "run").rglob(".*.tmp*"))
+        assert not list((disk / "run").rglob(".*.deeprob-tmp*"))
         if (disk / "run" / "checkpoints" / "last.pt").exists():
             torch.load(disk / "run" / "checkpoints" / "last.pt", weights_only=True)  # whole, not torn
         (disk / "ballast").unlink()
@@ -286,12 +286,13 @@ def test_a_finished_sweep_run_again_into_its_folder_keeps_every_result(tmp_path)
 
 def test_stale_temporary_files_of_a_killed_process_go_at_the_next_start(tmp_path):
     run_cli("train", *RUN, "trainer.epochs=1", "hydra.run.dir=run", cwd=tmp_path)
-    stale = [tmp_path / "run" / "checkpoints" / ".last.pt.tmp99999", tmp_path / "run" / ".summary.json.tmp99999"]
-    for path in stale:
+    stale = [tmp_path / "run" / "checkpoints" / ".last.pt.tmp99999", tmp_path / "run" / ".summary.json.deeprob-tmp99999"]
+    users = [tmp_path / "run" / ".notes.tmpl", tmp_path / "run" / ".summary.json.tmp99999"]  # not deeprob's names
+    for path in stale + users:
         path.write_bytes(b"half")
     result = run_cli("train", "resume=run", cwd=tmp_path, check=False)  # refused (completed), yet it tidies up
     assert result.returncode == 2 and "already completed" in result.stderr
-    assert not any(p.exists() for p in stale)
+    assert not any(p.exists() for p in stale) and all(p.read_bytes() == b"half" for p in users)
 
 
 # ---------------------------------------------------------------- divergence

@@ -75,7 +75,7 @@ def stalling(path, data):
     if path.name == "last.pt":
         writes[0] += 1
         if writes[0] == at:
-            with open(path.with_name(f".{path.name}.tmp{os.getpid()}"), "wb") as f:
+            with open(c.temp_path(path), "wb") as f:
                 f.write(bytes(data)[: len(data) // 2])
             open("stalled", "w").close()  # beside the run folder: the test kills now
             time.sleep(600)
@@ -126,7 +126,7 @@ def kill_trial(tmp_path, reference, mode, target):
     if mode == "write":  # the torn write never replaced the previous checkpoint
         assert saved == WRITES[target - 2] if target > 1 else True
     run_cli("train", "resume=run", cwd=tmp_path)
-    assert not list(run.rglob(".*.tmp*"))  # the killed process's temporary file is gone
+    assert not list(run.rglob(".*.deeprob-tmp*"))  # the killed process's temporary file is gone
     _same_as_reference(run, reference)
 
 
@@ -224,7 +224,8 @@ def test_huge_learning_rate_diverges_within_the_first_epoch(tmp_path):
     result = run_cli("train", *RUN, "optim.lr=1e6", "hydra.run.dir=run", cwd=tmp_path, check=False)
     assert result.returncode == 3 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("deeprob train: diverged: loss became") and "optim.lr" in line and "init=" in line
+    assert line.startswith(("deeprob train: diverged: loss became", "deeprob train: diverged: a weight became"))
+    assert "optim.lr" in line and "init=" in line  # (batch-norm statistics may turn infinite before the loss)
     s = summary(tmp_path / "run")
     assert s["status"] == "diverged" and s["step"] < 32 and s["epochs_completed"] == 0
     assert isinstance(s["last_finite_loss"], float) and math.isfinite(s["last_finite_loss"])

@@ -3,7 +3,8 @@ trained weights. Try: deeprob train dataset=synthetic average=ema   or   average
 
 Every option is a factory `option(model, total_steps)` → an averager with fixed hooks, which train.py calls:
 `update(step)` after each optimizer step (step counts from 1), `.model` the module to evaluate, and
-`state_dict()`/`load_state_dict()` for the checkpoint. The checkpoint's "model" entry holds the averaged
+`state_dict()`/`load_state_dict()` for the checkpoint. An option that would not update once in the run's steps
+is refused before the first step (one line): it would ship the initial weights as the trained model. The checkpoint's "model" entry holds the averaged
 weights (what `deeprob eval` scores); the trained weights, which a resumed run continues from, travel in the
 averager's own state. Buffers (batch-norm running statistics) are averaged with the weights, so the averaged
 model's statistics match its weights.
@@ -66,6 +67,14 @@ class EMA:
 def ema(model: nn.Module, total_steps: int, decay: Annotated[float, Range(0, 1)] = 0.99,
         every: Annotated[int, Range(1, integer=True)] = 1, start: Annotated[float, Range(0, 1)] = 0.0) -> EMA:
     """average=ema."""
+    first = int(start * total_steps)
+    if total_steps and total_steps // every - first // every == 0:  # no update step in (first, total]: untrained
+        if first >= total_steps:
+            raise ValueError(f"start: {start} leaves none of the run's {total_steps} steps to average, so the "
+                             f"initial weights would be evaluated and saved; use average.start < 1 (e.g. 0.5)")
+        raise ValueError(f"every: {every} gives no update in the run's steps {first + 1}..{total_steps} (its last "
+                         f"step is {total_steps}), so the initial weights would be evaluated and saved; use "
+                         f"average.every ≤ {total_steps - first}, or more trainer.epochs")
     return EMA(model, total_steps, decay, every, start)
 
 
@@ -112,4 +121,8 @@ def lookahead(model: nn.Module, total_steps: int, every: Annotated[int, Range(1,
               alpha: Annotated[float, Range(0, 1, low_open=True)] = 0.5,
               ramp: Annotated[float | None, Range(0, 1, nullable=True)] = None) -> Lookahead:
     """average=lookahead."""
+    if total_steps and every > total_steps:  # the slow weights would never move, and the last step's fast ← slow
+        raise ValueError(f"every: {every} is past the run's last step {total_steps}, so the slow (initial) weights "
+                         f"would be evaluated and would replace the trained ones; use average.every ≤ {total_steps}, "
+                         f"or more trainer.epochs")
     return Lookahead(model, total_steps, every, alpha, ramp)

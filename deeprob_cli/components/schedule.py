@@ -36,7 +36,11 @@ def cosine(optimizer, total_steps: int, warmup: Warmup = 0.0):
     return LambdaLR(optimizer, _warmup_then(lambda t: 0.5 * (1 + math.cos(math.pi * min(t, 1.0))), total_steps, warmup))
 
 
-def onecycle(optimizer, total_steps: int, warmup: Warmup = 0.25, div: Divisor = 25.0, final_div: Divisor = 1e4):
+# OneCycleLR's annealing phase divides by the steps after the warmup: it needs some (warmup < 1)
+OneCycleWarmup = Annotated[float, Range(0, 1, high_open=True, what="a fraction of all steps")]
+
+
+def onecycle(optimizer, total_steps: int, warmup: OneCycleWarmup = 0.25, div: Divisor = 25.0, final_div: Divisor = 1e4):
     """torch's OneCycleLR peaking at the optimizer's lr."""
     peak = [group["lr"] for group in optimizer.param_groups]
     return OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=warmup,
