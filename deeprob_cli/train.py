@@ -353,7 +353,7 @@ def assemble_job(cfg: DictConfig, run: Run, choices: dict, sweep: bool) -> Job:
                if distributed.is_main() else distributed.Silent())
     if not run.resumed and distributed.is_main():
         overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-        varied = (swept_keys(HydraConfig.get().sweep.dir) if sweep else {}) or [o.split("=")[0].lstrip("+~")
+        varied = (swept_keys(HydraConfig.get().sweep.dir) if sweep and HydraConfig.initialized() else {}) or [o.split("=")[0].lstrip("+~")
                                                                                  for o in overrides]
         monitor.hparams({**overridden_numbers(overrides, cfg),
                          **{k: ",".join(v) if isinstance(v, list) else v for k, v in choices.items()},
