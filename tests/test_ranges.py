@@ -10,6 +10,10 @@ EDGES = [  # (past the range: refused, at its edge: runs)
     ("schedule.warmup", ["schedule=onecycle", "schedule.warmup=1.0"], ["schedule=onecycle", "schedule.warmup=0.99"]),
     ("trainer.seed", ["trainer.seed=4294967296"], ["trainer.seed=4294967295"]),
     ("tta.shift", ["tta=flip_translate", "tta.shift=100000"], ["tta=flip_translate", "tta.shift=15"]),  # 16 px
+    # what the optimizer forms from two values must fit float32 (the parameters' type)
+    ("optim: lr = 1e-39", ["optim.lr=1e-39"], ["optim.lr=1.2e-38"]),
+    ("optim: weight_decay + step_decay ÷ lr", ["optim.lr=1e-30", "optim.step_decay=1e10"],
+     ["optim.lr=1e-30", "optim.step_decay=1e-32"]),
 ]
 
 

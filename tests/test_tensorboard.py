@@ -167,10 +167,11 @@ def test_hparams_show_the_real_final_status_and_the_final_numbers(board):
 
 
 def test_a_diverged_run_shows_every_finite_loss_up_to_its_divergence(board):
-    """lr 1e6 diverges in epoch 2: its losses of epoch 2, computed before the epoch ended, are there too."""
+    """lr 1e6 diverges (a loss, or at the epoch's checkpoint a batch-norm statistic, turns non-finite): every loss
+    computed before it stopped is there (tests/test_monitor.py stops one inside an epoch)."""
     tb, names, runs, _ = board
     diverged = summary(runs["diverged"])
-    assert diverged["epochs_completed"] == 1 and diverged["steps"] > 4  # the premise: it stopped inside epoch 2
+    assert diverged["status"] == "diverged" and diverged["steps"] >= 1
     losses = tb.scalars(f"{names['diverged']}/train", "loss")
     assert [step for step, _ in losses] == list(range(diverged["steps"]))
     assert all(math.isfinite(v) for _, v in losses) and losses[-1][1] == pytest.approx(diverged["last_finite_loss"])

@@ -45,9 +45,23 @@ class SGD(torch.optim.SGD):
         if groups and not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for g in groups:
-            g["lr"] = lr * (norm_bias_lr_scale if g.get("role") == "norm_bias" else 1.0)
-            g["weight_decay"] = weight_decay + step_decay * g.get("batch_size", 1024) / 1024 / g["lr"]
+            g["lr"] = float32_range(lr * (norm_bias_lr_scale if g.get("role") == "norm_bias" else 1.0),
+                                    "lr × norm_bias_lr_scale" if g.get("role") == "norm_bias" else "lr")
+            g["weight_decay"] = float32_range(weight_decay + step_decay * g.get("batch_size", 1024) / 1024 / g["lr"],
+                                              "weight_decay + step_decay ÷ lr", underflow=False)
         super().__init__(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+
+
+FLOAT32 = torch.finfo(torch.float32)
+
+
+def float32_range(value: float, formed: str, underflow: bool = True) -> float:
+    """A hyperparameter the optimizer forms from the user's values, refused where float32 arithmetic cannot hold
+    it (an overflow to inf; for a step size, one so small it underflows to 0): the parameters are float32."""
+    if value != 0 and not (FLOAT32.tiny if underflow else 0) <= abs(value) <= FLOAT32.max:
+        raise ValueError(f"{formed} = {value:.3g} is outside float32's range [{FLOAT32.tiny:.3g}, {FLOAT32.max:.3g}]; "
+                         f"choose values whose product stays inside it")
+    return value
 
 
 class Muon(torch.optim.Optimizer):
@@ -105,7 +119,9 @@ class Muon(torch.optim.Optimizer):
         for role, group_lr in (("head", head_lr), ("bias", bias_lr)):
             if split[role]:  # airbench's batch-scaled decay: shrink step_decay·batch/1024 per step at peak lr
                 groups.append({"params": split[role], "role": role, "lr": group_lr, "momentum": sgd_momentum,
-                               "nesterov": True, "weight_decay": step_decay * batch / 1024 / group_lr})
+                               "nesterov": True,
+                               "weight_decay": float32_range(step_decay * batch / 1024 / group_lr,
+                                                             f"step_decay ÷ {role}_lr", underflow=False)})
         super().__init__([dict(g, batch_size=batch) for g in groups], {})
         self.normalize = normalize
         # torch's optimizers, each over its own groups; step() hands them this one's hyperparameters and state
