@@ -8,8 +8,8 @@ Arms, each a real `deeprob train` subprocess (the default recipe, 1 epoch, image
   busy            one other process spinning on one core (a Python busy loop), started before the run
   busy threads=1  the same, with trainer.threads=1 (giving the core up)
   pair            two runs started together; their images/s summed
-  spin ...        the same arms with OpenMP's default spinning wait (GOMP_SPINCOUNT=300000, the value GOMP uses
-                  when OMP_WAIT_POLICY is unset), which is how deeprob ran before it chose the passive policy
+  spin ...        deeprob before issue 23: OpenMP's default spinning wait (GOMP_SPINCOUNT=300000, the value GOMP
+                  uses when OMP_WAIT_POLICY is unset) and every usable core (trainer.threads pinned to them)
 Then the time from launch to the first training step of a second run on the same (cached) images, and
 `deeprob train --cfg job`'s wall time. Arms are interleaved over --repeats rounds; the best of each is printed.
 """
@@ -98,10 +98,11 @@ def main(argv=None):
     else:  # CIFAR-sized synthetic images
         args = ["dataset=synthetic", "dataset.image_size=32", "dataset.num_classes=10",
                 f"dataset.num_train={a.subset + 1000}", "dataset.val_size=1000", "trainer.epochs=1"]
+    old = [f"trainer.threads={len(os.sched_getaffinity(0))}"]  # before issue 23: all cores, whatever else ran
     arms = {
         "idle": dict(), "busy": dict(busy=True), "busy1": dict(busy=True, args=["trainer.threads=1"]),
-        "pair": dict(n=2), "spin-idle": dict(extra=SPIN), "spin-busy": dict(busy=True, extra=SPIN),
-        "spin-pair": dict(n=2, extra=SPIN),
+        "pair": dict(n=2), "spin-idle": dict(extra=SPIN, args=old), "spin-busy": dict(busy=True, extra=SPIN, args=old),
+        "spin-pair": dict(n=2, extra=SPIN, args=old),
     }
     chosen = a.arms.split(",")
     print(f"CPU: {cpu_name()}; load {os.getloadavg()[0]:.2f} at the start", flush=True)

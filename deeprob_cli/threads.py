@@ -20,6 +20,7 @@ Torch-free: the entrance imports this before torch.
 import atexit
 import os
 import tempfile
+import time
 from pathlib import Path
 
 # set only where the user has chosen none of them (GOMP: GNU OpenMP, which torch's Linux wheels use; KMP: Intel's)
@@ -73,6 +74,8 @@ def register(folder: Path | None = None) -> None:
     """Count this process among the live runs until it exits (idempotent; a dead process's entry is ignored and
     removed by the next count)."""
     folder = folder or registry()
+    if not _launch:
+        _launch.append(_cpu_snapshot())
     if not _registered:
         _registered.append(folder)
         atexit.register(unregister, folder)
@@ -118,13 +121,45 @@ def live_runs(folder: Path | None = None) -> int:
     return len(alive)
 
 
-def share(threads: int | None, processes: int | None = None, folder: Path | None = None) -> int:
+def share(threads: int | None, processes: int | None = None, folder: Path | None = None, busy: float = 0.0) -> int:
     """trainer.threads → torch's thread count: as asked; else the usable cores divided among the processes a
-    launcher starts together (joblib's n_jobs, torchrun's local processes) or the live runs, whichever are more."""
+    launcher starts together (joblib's n_jobs, torchrun's local processes) or the live runs, whichever are more,
+    and never more than the cores other processes left free (`busy`: cores they kept busy, see busy_cores)."""
     if threads:
         return int(threads)
     cores = usable_cores()
     if processes is not None and processes < 0:  # joblib's n_jobs=-1: one job per core
         processes = cores
     sharers = max(processes or 1, live_runs(folder))
-    return max(1, cores // sharers)
+    return max(1, min(cores // sharers, cores - int(busy + 0.5)))
+
+
+def _cpu_snapshot():
+    """(wall seconds, busy seconds of the usable cores summed, this process's CPU seconds) from /proc/stat."""
+    try:
+        cores = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+        busy = 0
+        for line in Path("/proc/stat").read_text().splitlines():
+            fields = line.split()
+            if fields and fields[0] in cores:  # user nice system idle iowait irq softirq steal ...
+                values = list(map(int, fields[1:9]))
+                busy += sum(values) - values[3] - values[4]
+        own = os.times()
+        return time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+_launch = []
+
+
+def busy_cores(since=None) -> float:
+    """Cores other processes kept busy since `since` (a _cpu_snapshot; default: when this process registered,
+    i.e. its start-up, a second or more), from the kernel's CPU accounting; 0 where that cannot be read or the
+    window is too short to tell."""
+    since = since or (_launch[0] if _launch else None)
+    now = _cpu_snapshot()
+    if since is None or now is None or now[0] - since[0] < 0.5:
+        return 0.0
+    (t0, busy0, own0), (t1, busy1, own1) = since, now
+    return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))

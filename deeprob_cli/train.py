@@ -44,7 +44,7 @@ from .naming import jobs_in_sweep, swept_keys
 from .run import Run
 from .speed import Speed, pick_device
 from .trust import resumed_data
-from .threads import register as register_run, share as share_threads
+from .threads import busy_cores, register as register_run, share as share_threads
 
 log = logging.getLogger("deeprob")
 register_resolver()  # ${deeprob_record:...} (launch.prepare, for sweeps re-run into their folder)
@@ -421,7 +421,7 @@ def set_threads(threads, n_jobs):
     register_run()
     if threads is None and not n_jobs and os.environ.get("OMP_NUM_THREADS"):
         return  # the user's own choice for every OpenMP program (torch's default reads it)
-    torch.set_num_threads(share_threads(threads, n_jobs))
+    torch.set_num_threads(share_threads(threads, n_jobs, busy=busy_cores()))
 
 
 def percent(value) -> str:

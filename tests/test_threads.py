@@ -92,6 +92,24 @@ def test_threads_times_processes_never_exceed_the_cores(registry, others, proces
     assert share(3, processes, registry) == 3  # trainer.threads wins
 
 
+def test_cores_other_processes_keep_busy_are_left_to_them(registry):
+    """A real busy loop beside this process is measured as about one busy core (more where the machine has other
+    load), and the share leaves it that core."""
+    since = threads._cpu_snapshot()
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.5)
+        busy = threads.busy_cores(since)
+    finally:
+        stop([spinner])
+    assert 0.6 <= busy <= usable_cores() + 0.1
+    cores = usable_cores()
+    assert share(None, None, registry, busy=1.0) == max(1, cores - 1)
+    assert share(None, None, registry, busy=cores) == 1  # never below one thread
+    assert share(None, None, registry, busy=0.4) == cores  # less than half a core: noise, not a busy core
+    assert share(2, None, registry, busy=cores) == 2  # trainer.threads wins
+
+
 def test_usable_cores_follow_the_affinity_mask():
     code = "import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); " \
            "from deeprob_cli.threads import usable_cores; print(usable_cores(), os.cpu_count())"
