@@ -12,6 +12,9 @@ Why (measured in benchmarks/bench_contention.py; the CPU named beside each figur
 - Two runs side by side that each take every core run 4 threads on 2 cores; each takes its share instead:
   the cores this process may use (os.sched_getaffinity: taskset, cgroups, Slurm) divided among the deeprob
   runs alive on this machine for this user, counted from a small registry of process ids.
+- A busy core still costs a run that keeps a thread on it: every operation waits for its slowest thread, and on
+  an Intel Xeon (AMX, 2 cores) two passive threads beside a busy loop ran 0.62× one thread. So the share is also
+  capped at the cores other processes left free during the run's start-up (/proc/stat, own CPU time subtracted).
 A run's thread count is fixed when it starts (and a resumed run keeps its own): torch splits its CPU reductions
 by thread count, so changing it during a run would change its numbers. A run started while another one is
 already training takes the remaining share; the earlier one keeps its count.
