@@ -105,6 +105,12 @@ def full_error() -> bool:
 
 # ---------------------------------------------------------------- stop signals
 
+# the signals that stop a run the way Ctrl-C does (the step finishes, a checkpoint and summary.json are written):
+# SIGHUP (the terminal closed), SIGQUIT (Ctrl-\\), SIGUSR1 (a scheduler's warning) would otherwise end it at once
+STOPS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1")
+              if hasattr(signal, name))
+
+
 class StopSignals:
     """SIGINT/SIGTERM, from launch.prepare() (before Hydra) to the end of the command. Inside `deferred()` (the
     training steps and validation) a signal only sets a flag, checked after each step and after each epoch's
@@ -117,7 +123,7 @@ class StopSignals:
     def _handle(self, signum, frame):
         first = self.signal is None
         self.signal, self.code = signal.Signals(signum).name, 128 + signum
-        if first and not self.defer and signum in (signal.SIGINT, signal.SIGTERM):
+        if first and not self.defer and signum in STOPS:
             raise Stopped(self.signal, self.code)  # (another signal passed on to us, Slurm's USR2: only the flag)
 
     def install(self) -> bool:
@@ -125,7 +131,7 @@ class StopSignals:
         if self.previous or threading.current_thread() is not threading.main_thread():
             return False
         self.signal, self.code, self.defer = None, 0, False
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOPS:
             self.previous[sig] = signal.signal(sig, self._handle)
         return True
 

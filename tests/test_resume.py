@@ -242,3 +242,18 @@ def test_summary_and_checkpoint_record_provenance(reference):
     assert s["seed"] == 0 and s["torch"] == torch.__version__ and s["python"].count(".") == 2
     assert s["git_commit"] is None or len(s["git_commit"].split("+")[0]) == 40
     assert torch.load(reference / "checkpoints" / "last.pt", weights_only=True)["provenance"]["torch"] == torch.__version__
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1], ids=lambda s: s.name)
+def test_a_closed_terminal_ctrl_backslash_or_usr1_stops_like_ctrl_c(tmp_path, sig):
+    """SIGHUP, SIGQUIT and SIGUSR1 end a run as SIGTERM does: the step finishes, a checkpoint and summary.json
+    say where it stopped, exit 128+N (their default actions would end it with nothing written)."""
+    proc = _start(tmp_path, *RUN, "hydra.run.dir=run")
+    _wait(proc, lambda: _saved_step(tmp_path / "run") >= 1)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    s = summary(tmp_path / "run")
+    assert s["status"] == "interrupted" and s["signal"] == sig.name and "Traceback" not in err
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["progress"]["step"] == s["steps"]
