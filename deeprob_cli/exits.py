@@ -106,7 +106,7 @@ def full_error() -> bool:
 # ---------------------------------------------------------------- stop signals
 
 # the signals that stop a run the way Ctrl-C does (the step finishes, a checkpoint and summary.json are written):
-# SIGHUP (the terminal closed), SIGQUIT (Ctrl-\\), SIGUSR1 (a scheduler's warning) would otherwise end it at once
+# SIGHUP (the terminal closed), SIGQUIT (Ctrl-\), SIGUSR1 (a scheduler's warning) would otherwise end it at once
 STOPS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1")
               if hasattr(signal, name))
 
