@@ -135,3 +135,23 @@ def event_folders(run_dir: Path) -> list:
     """[(tag prefix, folder)]: the run folder's own event files and each split writer's folder."""
     return [("", Path(run_dir))] + [(f"{split}/", Path(run_dir) / split) for split in ("train", "val", "test")
                                     if (Path(run_dir) / split).is_dir()]
+
+
+def stopped_then_resumed(tmp_path, monkeypatch, args, step=27):
+    """`deeprob train ARGS` uninterrupted into ref/, and into run/ stopped as by SIGTERM at `step` (the signal
+    flag set where the loop checks it), exit 143, then resumed to the end; returns (run, ref) folders."""
+    from deeprob_cli.run import Run
+
+    run_cli("train", *args, "hydra.run.dir=ref", cwd=tmp_path)
+    due = Run.checkpoint_due
+
+    def stop_at_step(self):
+        if self.progress.step == step:
+            self.stop.signal, self.stop.code = "SIGTERM", 143
+        return due(self)
+
+    monkeypatch.setattr(Run, "checkpoint_due", stop_at_step)
+    assert run_cli("train", *args, "hydra.run.dir=run", cwd=tmp_path, check=False).returncode == 143
+    monkeypatch.setattr(Run, "checkpoint_due", due)
+    run_cli("train", "resume=run", cwd=tmp_path)
+    return tmp_path / "run", tmp_path / "ref"

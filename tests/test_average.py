@@ -6,9 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import run_cli, summary
+from conftest import run_cli, stopped_then_resumed, summary
 from deeprob_cli.components.average import Lookahead, ema, lookahead, none
-from deeprob_cli.run import Run
 
 
 def _model():
@@ -102,18 +101,8 @@ COMPARED = ("train_loss", "train_acc", "val_loss", "val_acc", "val_acc_tta", "te
 @pytest.mark.parametrize("average", ["lookahead", pytest.param("ema", marks=pytest.mark.slow)])  # one essential
 def test_a_run_with_averaging_resumes_bit_for_bit(tmp_path, monkeypatch, average):
     args = [*RUN, f"average={average}", *(["average.ramp=0.95"] if average == "lookahead" else ["average.decay=0.9"])]
-    run_cli("train", *args, "hydra.run.dir=ref", cwd=tmp_path)
-    due = Run.checkpoint_due
-
-    def stop_at_step_27(self):  # mid-epoch 2 (20 steps an epoch), off the lookahead grid: a SIGTERM there
-        if self.progress.step == 27:
-            self.stop.signal, self.stop.code = "SIGTERM", 143
-        return due(self)
-
-    monkeypatch.setattr(Run, "checkpoint_due", stop_at_step_27)
-    assert run_cli("train", *args, "hydra.run.dir=run", cwd=tmp_path, check=False).returncode == 143
-    monkeypatch.setattr(Run, "checkpoint_due", due)
-    run_cli("train", "resume=run", cwd=tmp_path)
+    stopped_then_resumed(tmp_path, monkeypatch, args, step=27)  # mid-epoch 2 (20 steps an epoch), off the
+    # lookahead grid: a SIGTERM there
     a, b = summary(tmp_path / "run"), summary(tmp_path / "ref")
     assert {k: a[k] for k in COMPARED} == {k: b[k] for k in COMPARED}
     reached = lambda s: {t for t, seconds in s["seconds_to"].items() if seconds is not None}  # seconds vary

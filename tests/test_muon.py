@@ -6,12 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import make_cfg, run_cli, summary
+from conftest import make_cfg, run_cli, stopped_then_resumed, summary
 from deeprob_cli import UserError
 from deeprob_cli.components.optim import Muon, as_matrix, param_groups
 from deeprob_cli.config import check
 from deeprob_cli.models import ConvNet
-from deeprob_cli.run import Run
 
 
 def _convnet():
@@ -145,18 +144,7 @@ COMPARED = ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "steps
 def test_a_muon_run_interrupted_mid_epoch_resumes_bit_for_bit(tmp_path, monkeypatch):
     """SIGTERM at step 27 (mid-epoch 2, the whitening bias still trained), resume: metrics, weights and every
     momentum buffer equal the uninterrupted run's (bf16 and channels_last, as experiment=fast runs)."""
-    run_cli("train", *RUN, "hydra.run.dir=ref", cwd=tmp_path)
-    due = Run.checkpoint_due
-
-    def stop_at_step_27(self):
-        if self.progress.step == 27:
-            self.stop.signal, self.stop.code = "SIGTERM", 143
-        return due(self)
-
-    monkeypatch.setattr(Run, "checkpoint_due", stop_at_step_27)
-    assert run_cli("train", *RUN, "hydra.run.dir=run", cwd=tmp_path, check=False).returncode == 143
-    monkeypatch.setattr(Run, "checkpoint_due", due)
-    run_cli("train", "resume=run", cwd=tmp_path)
+    stopped_then_resumed(tmp_path, monkeypatch, RUN, step=27)
     a, b = summary(tmp_path / "run"), summary(tmp_path / "ref")
     assert a["status"] == "completed" and {k: a[k] for k in COMPARED} == {k: b[k] for k in COMPARED}
     wa, wb = (torch.load(tmp_path / r / "checkpoints" / "last.pt", weights_only=True) for r in ("run", "ref"))
